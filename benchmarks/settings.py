@@ -1,0 +1,227 @@
+"""Experiment configs: TOML files parsed into frozen dataclasses, unknown keys rejected.
+
+A config has four tables, ``[data]``, ``[model]``, ``[optimizer]`` and ``[run]``, whose keys are the
+fields of the dataclasses below. Every key has a type and a range; a file that names an unknown
+table or key, gives a wrong type or an impossible value fails with one :class:`ConfigError` line
+naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which data set, and where its files are."""
+
+    # "curves" (generated), "mnist" (IDX files, downloaded and verified when missing).
+    dataset: str
+    # Directory holding the data files; None means the cache directory (see data.py).
+    data_dir: str | None = None
+    # Seed of the generated CURVES set (fixed, so every run sees the same data).
+    seed: int = 0
+    # Use only the first cases of each split (None: all of them).
+    num_train: int | None = None
+    num_test: int | None = None
+
+    def check(self) -> None:
+        _one_of("data.dataset", self.dataset, ("curves", "mnist"))
+        _at_least("data.num_train", self.num_train, 1)
+        _at_least("data.num_test", self.num_test, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The autoencoder and its initialization."""
+
+    # Named layer sizes in models.py: "curves", "mnist" or "tiny" (tests).
+    name: str
+    # Standard deviation of the sparse initialization's nonzero weights (Table 3 varies it).
+    init_scale: float = 1.0
+    # Nonzero incoming weights per unit of the sparse initialization.
+    num_connections: int = 15
+
+    def check(self) -> None:
+        _one_of("model.name", self.name, ("curves", "mnist", "tiny"))
+        _at_least("model.init_scale", self.init_scale, 0.0)
+        _at_least("model.num_connections", self.num_connections, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """The optimizer and its schedules (constant learning rate, as in the paper)."""
+
+    # "nag" (nagmom.nesterov), "cm" (nagmom.momentum) or "sgd" (optax.sgd, no momentum).
+    name: str
+    learning_rate: float
+    # mu_t = min(1 - 1 / (2 (floor(t / stage_length) + 1)), mu_max): eq. (5) of the paper.
+    mu_max: float = 0.99
+    stage_length: int = 250
+    # The last final_steps updates use min(mu_t, final_momentum) (Table 2); 0 switches it off.
+    final_steps: int = 1000
+    final_momentum: float = 0.9
+
+    def check(self) -> None:
+        _one_of("optimizer.name", self.name, ("nag", "cm", "sgd"))
+        _at_least("optimizer.learning_rate", self.learning_rate, 0.0)
+        _in_unit_interval("optimizer.mu_max", self.mu_max)
+        _at_least("optimizer.stage_length", self.stage_length, 1)
+        _at_least("optimizer.final_steps", self.final_steps, 0)
+        _in_unit_interval("optimizer.final_momentum", self.final_momentum)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Length, batching, logging and seeds of one run."""
+
+    # Number of updates.
+    steps: int
+    # Minibatch size (200 in the paper).
+    batch_size: int = 200
+    # Updates per compiled call (one lax.scan); the train error is logged after each call.
+    log_every: int = 500
+    # Cases per forward pass when measuring the error on a whole split (bounds memory).
+    eval_batch_size: int = 5000
+    # Seed of the initialization and of the minibatch order.
+    seed: int = 0
+
+    def check(self) -> None:
+        _at_least("run.steps", self.steps, 1)
+        _at_least("run.batch_size", self.batch_size, 1)
+        _at_least("run.log_every", self.log_every, 1)
+        _at_least("run.eval_batch_size", self.eval_batch_size, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A whole experiment."""
+
+    data: DataConfig
+    model: ModelConfig
+    optimizer: OptimizerConfig
+    run: RunConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_TABLE_TYPES = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "optimizer": OptimizerConfig,
+    "run": RunConfig,
+}
+
+
+def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """Reads a TOML config and applies ``overrides`` ({"run.steps": 100, ...}).
+
+    Raises:
+      ConfigError: the file is missing or not TOML, or a table, key, type or value is wrong.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist.") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    return from_dict(raw, overrides, source=str(path))
+
+
+def from_dict(
+    raw: dict[str, Any], overrides: dict[str, Any] | None = None, *, source: str = "config"
+) -> Config:
+    """Builds a checked :class:`Config` from nested dicts (as TOML gives them)."""
+    raw = {
+        table: dict(values) if isinstance(values, dict) else values for table, values in raw.items()
+    }
+    for dotted, value in (overrides or {}).items():
+        table, key = dotted.split(".")
+        raw.setdefault(table, {})[key] = value
+    unknown = sorted(set(raw) - set(_TABLE_TYPES))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown table [{unknown[0]}]; allowed: {', '.join(_TABLE_TYPES)}."
+        )
+    tables = {}
+    for table, cls in _TABLE_TYPES.items():
+        values = raw.get(table, {})
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: [{table}] must be a table, got {values!r}.")
+        tables[table] = _build(cls, table, values, source)
+    return Config(**tables)
+
+
+def _build(cls: type, table: str, values: dict[str, Any], source: str) -> Any:
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in values:
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown key {table}.{key}; allowed: {', '.join(fields)}.")
+    missing = [
+        name
+        for name, field in fields.items()
+        if name not in values and field.default is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{source}: missing key {table}.{missing[0]}.")
+    checked = {
+        key: _check_type(f"{table}.{key}", value, hints[key]) for key, value in values.items()
+    }
+    instance = cls(**checked)
+    try:
+        instance.check()
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    return instance
+
+
+def _check_type(name: str, value: Any, hint: Any) -> Any:
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    if bool in allowed and isinstance(value, bool):
+        return value
+    if int in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if float in allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if str in allowed and isinstance(value, str):
+        return value
+    names = " or ".join("none" if t is type(None) else t.__name__ for t in allowed)
+    raise ConfigError(f"{name} must be {names}, got {value!r}.")
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}.")
+
+
+def _at_least(name: str, value: float | None, low: float) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value) or value < low:
+        raise ConfigError(f"{name} must be a finite number >= {low}; got {value!r}.")
+
+
+def _in_unit_interval(name: str, value: float) -> None:
+    if not (0.0 <= value <= 1.0):
+        raise ConfigError(f"{name} must lie in [0, 1]; got {value!r}.")

@@ -1,0 +1,84 @@
+"""What differs between experiments: the model, the minibatches, the loss and the error measure.
+
+A :class:`Task` is a bundle of pure functions that the one training loop in ``train.py`` runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import models
+import optax
+import settings
+from data import Dataset
+
+
+class Task(NamedTuple):
+    """Pure, jit-able pieces of one experiment.
+
+    ``data`` is a pytree of device arrays passed to ``sample_batch`` and ``evaluate`` as an
+    argument (not baked into the compiled program as a constant).
+    """
+
+    name: str
+    init_params: Callable[[jax.Array], Any]  # key -> params
+    sample_batch: Callable[[Any, jax.Array, jax.Array], Any]  # (data, key, step) -> batch
+    loss: Callable[[Any, Any], jax.Array]  # (params, batch) -> mean loss over the batch
+    evaluate: Callable[[Any, Any], dict[str, jax.Array]]  # (params, data) -> {"train_error": ...}
+    data: Any
+
+
+def _epoch_batch(cases: jax.Array, key: jax.Array, step: jax.Array, batch_size: int) -> jax.Array:
+    """Minibatch ``step``: epochs of a fresh permutation each, the remainder dropped."""
+    num_cases = cases.shape[0]
+    batches_per_epoch = num_cases // batch_size
+    epoch, index = jnp.divmod(step, batches_per_epoch)
+    order = jax.random.permutation(jax.random.fold_in(key, epoch), num_cases)
+    rows = jax.lax.dynamic_slice_in_dim(order, index * batch_size, batch_size)
+    return cases[rows]
+
+
+def autoencoder(config: settings.Config, dataset: Dataset) -> Task:
+    """A deep autoencoder on ``dataset``, as in Sutskever et al. (2013), Sec. 3 and Table 1.
+
+    Outputs are logistic and trained with cross-entropy; the reported error is the paper's: the
+    squared reconstruction error summed over pixels, averaged over the cases of a whole split.
+    """
+    num_train, input_size = dataset.train.shape
+    batch_size = config.run.batch_size
+    if batch_size > num_train:
+        raise settings.ConfigError(
+            f"run.batch_size ({batch_size}) is larger than the training set ({num_train} cases)."
+        )
+    model = models.AUTOENCODERS[config.model.name](
+        output_size=input_size,
+        init_scale=config.model.init_scale,
+        num_connections=config.model.num_connections,
+    )
+    eval_batch_size = config.run.eval_batch_size
+
+    def init_params(key):
+        return model.init(key, jnp.zeros((1, input_size), jnp.float32))["params"]
+
+    def sample_batch(data, key, step):
+        return _epoch_batch(data["train"], key, step, batch_size)
+
+    def loss(params, batch):
+        logits = model.apply({"params": params}, batch)
+        return optax.sigmoid_binary_cross_entropy(logits, batch).sum(axis=-1).mean()
+
+    def squared_error(params, cases):
+        def per_case(x):
+            reconstruction = jax.nn.sigmoid(model.apply({"params": params}, x))
+            return jnp.sum(jnp.square(reconstruction - x))
+
+        return jax.lax.map(per_case, cases, batch_size=eval_batch_size).mean()
+
+    def evaluate(params, data):
+        return {f"{split}_error": squared_error(params, cases) for split, cases in data.items()}
+
+    data = {"train": jnp.asarray(dataset.train), "test": jnp.asarray(dataset.test)}
+    return Task(config.data.dataset, init_params, sample_batch, loss, evaluate, data)

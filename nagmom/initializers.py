@@ -1,0 +1,5 @@
+"""Initializers of Sutskever et al. (2013), following the ``jax.nn.initializers`` protocol."""
+
+from nagmom._initializers import sparse
+
+__all__ = ("sparse",)

@@ -1,0 +1,173 @@
+"""The training harness end to end on tiny configs (Flax's train_test, with teeth)."""
+
+from __future__ import annotations
+
+import json
+
+import autoencoder
+import jax
+import models
+import numpy as np
+import pytest
+import report
+import settings
+import train
+from data import Dataset
+
+import nagmom
+
+TINY = {
+    "data": {"dataset": "curves", "num_train": 1000, "num_test": 200},
+    "model": {"name": "tiny"},
+    "optimizer": {"name": "nag", "learning_rate": 0.005, "mu_max": 0.99, "final_steps": 20},
+    "run": {"steps": 120, "batch_size": 50, "log_every": 40, "eval_batch_size": 500},
+}
+
+
+def _config(**overrides):
+    return settings.from_dict(TINY, overrides)
+
+
+@pytest.mark.parametrize("optimizer", ["nag", "cm", "sgd"])
+def test_training_run_writes_outputs_and_error_falls(tmp_path, optimizer):
+    config = _config(**{"optimizer.name": optimizer, "run.steps": 100})  # 40 + 40 + 20
+    summary = train.train_and_evaluate(config, tmp_path, progress=False)
+    rows = report.read_metrics(tmp_path / "metrics.jsonl")
+    assert [row["step"] for row in rows] == [0, 40, 80, 100]
+    for row in rows:
+        assert {"step", "train_error", "test_error", "momentum", "learning_rate", "seconds"} <= set(
+            row
+        )
+    assert rows[-1]["train_error"] < 0.5 * rows[0]["train_error"]
+    assert summary["train_error"] == rows[-1]["train_error"]
+    assert summary["initial_train_error"] == rows[0]["train_error"]
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    for key in ("dataset", "optimizer", "mu_max", "learning_rate", "steps", "initial_train_error",
+                "train_error", "seconds", "steps_per_second"):  # fmt: skip
+        assert key in saved
+    assert saved["steps"] == 100 and saved["optimizer"] == optimizer
+    assert (tmp_path / "training_curve.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "config.json").read_text())["config"]["run"]["steps"] == 100
+
+
+def test_logged_momentum_follows_schedule(tmp_path):
+    train.train_and_evaluate(_config(), tmp_path, progress=False)
+    rows = report.read_metrics(tmp_path / "metrics.jsonl")
+    # mu_t = 0.5 until the first stage ends at 250 (> 120 steps); the last 20 steps stay at 0.5.
+    assert [row["momentum"] for row in rows] == [0.5, 0.5, 0.5, 0.5]
+    tx, momentum = train.make_optimizer(_config().optimizer, total_steps=1000)
+    np.testing.assert_allclose([momentum(t) for t in (0, 250, 979, 980)], [0.5, 0.75, 0.875, 0.875])
+
+
+def test_error_is_measured_at_theta_not_at_the_lookahead_point(tmp_path):
+    config = _config()
+    dataset = Dataset(*[np.random.default_rng(0).random((n, 784), np.float32) for n in (200, 50)])
+    import tasks
+
+    task = tasks.autoencoder(config, dataset)
+    tx, _ = train.make_optimizer(config.optimizer, 100)
+    state = train.init_state(task, tx, seed=0)
+    step = jax.jit(lambda s: train.train_chunk(s, task.data, task=task, tx=tx, length=30)[0])
+    state = step(state)
+    theta = nagmom.nesterov_eval_params(state.params, state.opt_state)
+    expected = task.evaluate(theta, task.data)["train_error"]
+    at_theta = task.evaluate(train.eval_params(state, "nag"), task.data)["train_error"]
+    at_phi = task.evaluate(state.params, task.data)["train_error"]
+    assert float(at_theta) == float(expected)
+    assert float(at_theta) != float(at_phi)
+
+
+def test_scan_chunks_equal_single_steps():
+    config = _config()
+    dataset = Dataset(*[np.random.default_rng(1).random((n, 784), np.float32) for n in (300, 50)])
+    import tasks
+
+    task = tasks.autoencoder(config, dataset)
+    tx, _ = train.make_optimizer(config.optimizer, 100)
+    state = train.init_state(task, tx, seed=3)
+    scanned, _ = jax.jit(lambda s: train.train_chunk(s, task.data, task=task, tx=tx, length=7))(
+        state
+    )
+    step = jax.jit(lambda s: train.train_step(s, task.data, task=task, tx=tx)[0])
+    for _ in range(7):
+        state = step(state)
+    assert int(scanned.step) == int(state.step) == 7
+    for a, b in zip(jax.tree.leaves(scanned.params), jax.tree.leaves(state.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_divergence_stops_with_the_step_and_keeps_metrics(tmp_path):
+    config = _config(**{"optimizer.learning_rate": 1e30, "optimizer.name": "cm"})
+    with pytest.raises(train.TrainingDivergedError, match="between steps 0 and 40"):
+        train.train_and_evaluate(config, tmp_path, progress=False)
+    rows = report.read_metrics(tmp_path / "metrics.jsonl")
+    assert rows[0]["step"] == 0 and rows[-1]["train_loss"] in ("nan", "inf", "-inf")
+
+
+def test_model_parameter_counts():
+    def count(name):
+        model = models.AUTOENCODERS[name](output_size=784)
+        params = jax.eval_shape(
+            model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 784), "float32")
+        )
+        return sum(np.prod(p.shape) for p in jax.tree.leaves(params))
+
+    encoder = [(784, 400), (400, 200), (200, 100), (100, 50), (50, 25), (25, 6)]
+    curves = sum(i * o + o for i, o in encoder) + sum(o * i + i for i, o in encoder)
+    assert count("curves") == curves == 842_340
+    encoder = [(784, 1000), (1000, 500), (500, 250), (250, 30)]
+    mnist = sum(i * o + o for i, o in encoder) + sum(o * i + i for i, o in encoder)
+    assert count("mnist") == mnist == 2_837_314
+
+
+def test_sparse_init_on_every_layer():
+    model = models.CurvesAutoencoder()
+    params = model.init(jax.random.key(0), np.zeros((1, 784), np.float32))["params"]
+    for layer in params.values():
+        kernel = np.asarray(layer["kernel"])
+        assert np.all((kernel != 0).sum(axis=0) == min(15, kernel.shape[0]))
+        np.testing.assert_array_equal(layer["bias"], 0.0)
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"run": {"steps": -5}}, "run.steps must be a finite number >= 1"),
+        ({"run": {"steps": "many"}}, "run.steps must be int"),
+        ({"run": {"stepz": 5}}, "unknown key run.stepz; allowed: steps"),
+        ({"optimizer": {"name": "adam"}}, "optimizer.name must be one of nag, cm, sgd"),
+        ({"optimizer": {"mu_max": 1.5}}, r"optimizer.mu_max must lie in \[0, 1\]"),
+        ({"extra": {}}, r"unknown table \[extra\]"),
+        ({"data": {"dataset": "cifar"}}, "data.dataset must be one of curves, mnist"),
+    ],
+)
+def test_config_errors_name_the_key(change, match):
+    raw = {table: {**values, **change.get(table, {})} for table, values in TINY.items()}
+    raw.update({k: v for k, v in change.items() if k not in TINY})
+    with pytest.raises(settings.ConfigError, match=match):
+        settings.from_dict(raw)
+
+
+def test_batch_larger_than_data_is_a_config_error(tmp_path):
+    config = _config(**{"run.batch_size": 5000})
+    with pytest.raises(settings.ConfigError, match=r"run.batch_size \(5000\) is larger"):
+        train.train_and_evaluate(config, tmp_path, progress=False)
+
+
+def test_entry_script_prints_one_line_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[data]\ndataset = "curves"\n[model]\nname = "tiny"\n[run]\nsteps = 10\n'
+        '[optimizer]\nname = "nag"\nlearning_rate = 0.1\nmomentum = 3\n'
+    )
+    assert autoencoder.main(["--config", str(bad), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "unknown key optimizer.momentum" in err
+    assert len(err.splitlines()) == 1
+    assert autoencoder.main(["--config", str(tmp_path / "missing.toml")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_shipped_configs_parse():
+    for path in sorted((autoencoder.REPO / "configs").glob("*.toml")):
+        settings.load(path)
