@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 import nagmom
 
@@ -55,3 +56,40 @@ AUTOENCODERS = {
     "mnist": MnistAutoencoder,
     "tiny": TinyAutoencoder,
 }
+
+
+class SequenceRNN(nn.Module):
+    """A tanh RNN with a linear read-out at every step, initialized as in the paper's Sec. 4.
+
+    Input weights N(0, input_scale^2), recurrent weights by echo-state initialization (sparse,
+    rescaled to ``spectral_radius``), output weights N(0, output_scale^2), zero hidden biases and
+    output biases ``output_bias`` (the mean target, so the initial outputs are unbiased).
+    Inputs are time-major, (T, B, input_size); outputs (T, B, output_size).
+    """
+
+    hidden_size: int
+    output_size: int
+    input_scale: float
+    output_bias: Sequence[float]
+    output_scale: float = 0.1
+    spectral_radius: float = 1.1
+    num_connections: int = 15
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        cell = nn.SimpleCell(
+            self.hidden_size,
+            activation_fn=nn.tanh,
+            kernel_init=nn.initializers.normal(self.input_scale),
+            recurrent_kernel_init=nagmom.initializers.echo_state(
+                self.spectral_radius, self.num_connections
+            ),
+            bias_init=nn.initializers.zeros,
+        )
+        hidden = nn.RNN(cell, time_major=True)(inputs)
+        bias = jnp.asarray(self.output_bias, jnp.float32)
+        return nn.Dense(
+            self.output_size,
+            kernel_init=nn.initializers.normal(self.output_scale),
+            bias_init=lambda *_: bias,
+        )(hidden)

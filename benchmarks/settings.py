@@ -65,25 +65,40 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-    """The optimizer and its schedules (constant learning rate, as in the paper)."""
+    """The optimizer and its momentum schedule (constant learning rate, as in the paper)."""
 
     # "nag" (nagmom.nesterov), "cm" (nagmom.momentum) or "sgd" (optax.sgd, no momentum).
     name: str
     learning_rate: float
-    # mu_t = min(1 - 1 / (2 (floor(t / stage_length) + 1)), mu_max): eq. (5) of the paper.
+    # "sutskever": mu_t = min(1 - 1 / (2 (floor(t / stage_length) + 1)), mu_max), eq. (5),
+    # then min(mu_t, final_momentum) for the last final_steps updates (Table 2; 0 switches it
+    # off). "rnn": warmup_momentum for warmup_steps updates, then mu_0 (Sec. 4).
+    schedule: str = "sutskever"
     mu_max: float = 0.99
     stage_length: int = 250
-    # The last final_steps updates use min(mu_t, final_momentum) (Table 2); 0 switches it off.
     final_steps: int = 1000
     final_momentum: float = 0.9
+    mu_0: float = 0.9
+    warmup_steps: int = 1000
+    warmup_momentum: float = 0.9
 
     def check(self) -> None:
         _one_of("optimizer.name", self.name, ("nag", "cm", "sgd"))
         _at_least("optimizer.learning_rate", self.learning_rate, 0.0)
+        _one_of("optimizer.schedule", self.schedule, ("sutskever", "rnn"))
         _in_unit_interval("optimizer.mu_max", self.mu_max)
         _at_least("optimizer.stage_length", self.stage_length, 1)
         _at_least("optimizer.final_steps", self.final_steps, 0)
         _in_unit_interval("optimizer.final_momentum", self.final_momentum)
+        _in_unit_interval("optimizer.mu_0", self.mu_0)
+        _at_least("optimizer.warmup_steps", self.warmup_steps, 0)
+        _in_unit_interval("optimizer.warmup_momentum", self.warmup_momentum)
+
+    @property
+    def momentum_summary(self) -> dict[str, float]:
+        """The momentum hyperparameter that names a run: mu_max or mu_0 (0 for SGD)."""
+        key = "mu_0" if self.schedule == "rnn" else "mu_max"
+        return {key: 0.0 if self.name == "sgd" else getattr(self, key)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,8 +124,52 @@ class RunConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SequenceDataConfig:
+    """Which long-range RNN problem (Sec. 4); sequences are generated on the fly."""
+
+    # "addition", "multiplication", "memorization5" or "memorization20" (see sequences.py).
+    task: str
+    # T: the minimal sequence length (addition, multiplication) or the total length (memorization).
+    length: int
+    # Seed of the fixed test sequences on which the zero-one error is measured.
+    seed: int = 0
+    # Number of test sequences.
+    num_test: int = 1000
+
+    def check(self) -> None:
+        _one_of(
+            "data.task",
+            self.task,
+            ("addition", "multiplication", "memorization5", "memorization20"),
+        )
+        _at_least("data.length", self.length, 21 if self.task.startswith("memorization") else 10)
+        _at_least("data.num_test", self.num_test, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class RnnModelConfig:
+    """The tanh RNN and its initialization (Sec. 4)."""
+
+    hidden_size: int = 100
+    # Input weights N(0, input_scale^2): 0.001 for addition/multiplication, 0.1 for memorization.
+    input_scale: float = 0.001
+    # Recurrent weights: echo-state initialization with this spectral radius.
+    spectral_radius: float = 1.1
+    num_connections: int = 15
+    # Output weights N(0, output_scale^2); output biases are the mean target.
+    output_scale: float = 0.1
+
+    def check(self) -> None:
+        _at_least("model.hidden_size", self.hidden_size, 1)
+        _at_least("model.input_scale", self.input_scale, 0.0)
+        _at_least("model.spectral_radius", self.spectral_radius, 0.0)
+        _at_least("model.num_connections", self.num_connections, 1)
+        _at_least("model.output_scale", self.output_scale, 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
-    """A whole experiment."""
+    """A deep-autoencoder experiment (Sec. 3)."""
 
     data: DataConfig
     model: ModelConfig
@@ -121,16 +180,23 @@ class Config:
         return dataclasses.asdict(self)
 
 
-_TABLE_TYPES = {
-    "data": DataConfig,
-    "model": ModelConfig,
-    "optimizer": OptimizerConfig,
-    "run": RunConfig,
-}
+@dataclasses.dataclass(frozen=True)
+class RnnConfig:
+    """A long-range RNN experiment (Sec. 4)."""
+
+    data: SequenceDataConfig
+    model: RnnModelConfig
+    optimizer: OptimizerConfig
+    run: RunConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
-def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
-    """Reads a TOML config and applies ``overrides`` ({"run.steps": 100, ...}).
+def load(path: str | Path, overrides: dict[str, Any] | None = None, *, kind: type = Config) -> Any:
+    """Reads a TOML config of ``kind`` (:class:`Config`, :class:`RnnConfig`) with ``overrides``.
+
+    ``overrides`` maps dotted keys to values, e.g. ``{"run.steps": 100}``.
 
     Raises:
       ConfigError: the file is missing or not TOML, or a table, key, type or value is wrong.
@@ -143,31 +209,36 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
         raise ConfigError(f"config file {path} does not exist.") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
-    return from_dict(raw, overrides, source=str(path))
+    return from_dict(raw, overrides, kind=kind, source=str(path))
 
 
 def from_dict(
-    raw: dict[str, Any], overrides: dict[str, Any] | None = None, *, source: str = "config"
-) -> Config:
-    """Builds a checked :class:`Config` from nested dicts (as TOML gives them)."""
+    raw: dict[str, Any],
+    overrides: dict[str, Any] | None = None,
+    *,
+    kind: type = Config,
+    source: str = "config",
+) -> Any:
+    """Builds a checked config of ``kind`` from nested dicts (as TOML gives them)."""
+    table_types = typing.get_type_hints(kind)
     raw = {
         table: dict(values) if isinstance(values, dict) else values for table, values in raw.items()
     }
     for dotted, value in (overrides or {}).items():
         table, key = dotted.split(".")
         raw.setdefault(table, {})[key] = value
-    unknown = sorted(set(raw) - set(_TABLE_TYPES))
+    unknown = sorted(set(raw) - set(table_types))
     if unknown:
         raise ConfigError(
-            f"{source}: unknown table [{unknown[0]}]; allowed: {', '.join(_TABLE_TYPES)}."
+            f"{source}: unknown table [{unknown[0]}]; allowed: {', '.join(table_types)}."
         )
     tables = {}
-    for table, cls in _TABLE_TYPES.items():
+    for table, cls in table_types.items():
         values = raw.get(table, {})
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: [{table}] must be a table, got {values!r}.")
         tables[table] = _build(cls, table, values, source)
-    return Config(**tables)
+    return kind(**tables)
 
 
 def _build(cls: type, table: str, values: dict[str, Any], source: str) -> Any:

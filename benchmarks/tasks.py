@@ -6,12 +6,14 @@ A :class:`Task` is a bundle of pure functions that the one training loop in ``tr
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import models
 import optax
+import sequences
 import settings
 from data import Dataset
 
@@ -24,6 +26,8 @@ class Task(NamedTuple):
     """
 
     name: str
+    metric: str  # the key of ``evaluate`` that the progress bar, plot and summary lead with
+    info: dict[str, Any]  # what identifies the run in its summary (dataset, model, ...)
     init_params: Callable[[jax.Array], Any]  # key -> params
     sample_batch: Callable[[Any, jax.Array, jax.Array], Any]  # (data, key, step) -> batch
     loss: Callable[[Any, Any], jax.Array]  # (params, batch) -> mean loss over the batch
@@ -81,4 +85,60 @@ def autoencoder(config: settings.Config, dataset: Dataset) -> Task:
         return {f"{split}_error": squared_error(params, cases) for split, cases in data.items()}
 
     data = {"train": jnp.asarray(dataset.train), "test": jnp.asarray(dataset.test)}
-    return Task(config.data.dataset, init_params, sample_batch, loss, evaluate, data)
+    info = {"dataset": config.data.dataset, "model": config.model.name}
+    return Task(
+        config.data.dataset, "train_error", info, init_params, sample_batch, loss, evaluate, data
+    )
+
+
+def sequence(config: settings.RnnConfig) -> Task:
+    """A long-range RNN problem of Sutskever et al. (2013), Sec. 4 (see ``sequences.py``).
+
+    Minibatches are fresh sequences drawn inside the compiled step; the errors are measured on a
+    fixed set of ``data.num_test`` test sequences. The loss is summed over the steps where the
+    mask is 1 and averaged over the sequences of the batch: squared error for addition and
+    multiplication, softmax cross-entropy for memorization.
+    """
+    problem = sequences.PROBLEMS[config.data.task](config.data.length)
+    batch_size = config.run.batch_size
+    test = problem.sample(jax.random.key(config.data.seed), config.data.num_test)
+    # Output biases: the mean target (its log for softmax outputs), from a large sample.
+    sample = problem.sample(jax.random.key(config.data.seed + 1), 10_000)
+    mean_target = jnp.sum(sample.targets * sample.mask[..., None], axis=(0, 1)) / sample.mask.sum()
+    if problem.loss == "softmax":
+        mean_target = jnp.log(jnp.maximum(mean_target, 1e-6))
+    model = models.SequenceRNN(
+        hidden_size=config.model.hidden_size,
+        output_size=problem.output_size,
+        input_scale=config.model.input_scale,
+        output_bias=tuple(float(b) for b in mean_target),
+        output_scale=config.model.output_scale,
+        spectral_radius=config.model.spectral_radius,
+        num_connections=config.model.num_connections,
+    )
+
+    def init_params(key):
+        return model.init(key, test.inputs[:, :1])["params"]
+
+    def sample_batch(data, key, step):
+        del data
+        return problem.sample(jax.random.fold_in(key, step), batch_size)
+
+    def loss_and_outputs(params, batch):
+        outputs = model.apply({"params": params}, batch.inputs)
+        if problem.loss == "softmax":
+            per_step = optax.softmax_cross_entropy(outputs, batch.targets)
+        else:
+            per_step = jnp.sum(jnp.square(outputs - batch.targets), axis=-1)
+        return jnp.sum(per_step * batch.mask, axis=0).mean(), outputs
+
+    def loss(params, batch):
+        return loss_and_outputs(params, batch)[0]
+
+    def evaluate(params, data):
+        test_loss, outputs = loss_and_outputs(params, data)
+        return {"loss": test_loss, "zero_one_error": problem.zero_one_error(outputs, data)}
+
+    info = {"task": config.data.task, "length": config.data.length}
+    name = f"{config.data.task} T={config.data.length}"
+    return Task(name, "zero_one_error", info, init_params, sample_batch, loss, evaluate, test)

@@ -12,7 +12,8 @@ import functools
 import math
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import data
 import jax
@@ -42,13 +43,18 @@ class TrainState(NamedTuple):
 def make_optimizer(
     config: settings.OptimizerConfig, total_steps: int
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """The optimizer of ``config`` and its momentum schedule (eq. (5) with the final phase)."""
-    momentum = nagmom.schedules.with_final_phase(
-        nagmom.schedules.sutskever_momentum(config.mu_max, stage_length=config.stage_length),
-        total_steps=total_steps,
-        final_steps=config.final_steps,
-        final_value=config.final_momentum,
-    )
+    """The optimizer of ``config`` and its momentum schedule."""
+    if config.schedule == "rnn":
+        momentum = nagmom.schedules.rnn_momentum(
+            config.mu_0, warmup_steps=config.warmup_steps, warmup_value=config.warmup_momentum
+        )
+    else:
+        momentum = nagmom.schedules.with_final_phase(
+            nagmom.schedules.sutskever_momentum(config.mu_max, stage_length=config.stage_length),
+            total_steps=total_steps,
+            final_steps=config.final_steps,
+            final_value=config.final_momentum,
+        )
     if config.name == "nag":
         return nagmom.nesterov(config.learning_rate, momentum), momentum
     if config.name == "cm":
@@ -96,12 +102,17 @@ def init_state(task: tasks.Task, tx: optax.GradientTransformation, seed: int) ->
 
 
 def train(
-    task: tasks.Task, config: settings.Config, workdir: Path, *, progress: bool = True
+    task: tasks.Task,
+    config: settings.Config | settings.RnnConfig,
+    workdir: Path,
+    *,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Trains ``task`` as ``config`` says, writing everything under ``workdir``.
 
     Writes ``config.json`` at the start, a ``metrics.jsonl`` row after every compiled chunk
-    (``step``, ``train_error``, ``momentum``, ``learning_rate``, ``seconds``, ...), and at the end
+    (``step``, the task's errors, ``train_loss``, ``momentum``, ``learning_rate``, ``seconds``),
+    and at the end
     ``summary.json`` and ``training_curve.png``.
 
     Raises:
@@ -174,20 +185,19 @@ def train(
             errors = {k: float(v) for k, v in evaluate(state, task.data).items()}
             log(done, errors, loss)
             bar.update(n)
-            bar.set_postfix(train_error=f"{errors['train_error']:.4g}")
+            bar.set_postfix({task.metric: f"{errors[task.metric]:.4g}"})
 
-    final = rows[-1]
     summary = {
-        "dataset": task.name,
-        "model": config.model.name,
+        **task.info,
         "optimizer": config.optimizer.name,
-        "mu_max": config.optimizer.mu_max if config.optimizer.name != "sgd" else 0.0,
+        **config.optimizer.momentum_summary,
         "learning_rate": learning_rate,
         "steps": run.steps,
         "batch_size": run.batch_size,
         "seed": run.seed,
-        "initial_train_error": initial["train_error"],
-        **{k: v for k, v in final.items() if k.endswith("_error") or k == "train_loss"},
+        f"initial_{task.metric}": initial[task.metric],
+        **errors,
+        "train_loss": loss,
         "seconds": time.perf_counter() - start,
         "train_seconds": train_seconds,
         "compile_seconds": compile_seconds,
@@ -195,19 +205,23 @@ def train(
         "environment": report.environment(),
     }
     report.write_json(workdir / "summary.json", summary)
+    momentum_name, momentum_value = next(iter(config.optimizer.momentum_summary.items()))
     report.plot_training_curve(
         rows,
         workdir / "training_curve.png",
-        title=f"{task.name}: {config.optimizer.name}, mu_max={summary['mu_max']}, "
+        title=f"{task.name}: {config.optimizer.name}, {momentum_name}={momentum_value}, "
         f"lr={learning_rate}",
+        key=task.metric,
     )
     return summary
 
 
 def train_and_evaluate(
-    config: settings.Config, workdir: Path, *, progress: bool = True
+    config: settings.Config | settings.RnnConfig, workdir: Path, *, progress: bool = True
 ) -> dict[str, Any]:
-    """Loads the data of ``config``, builds its task and trains it."""
+    """Builds the task of ``config`` (loading its data) and trains it."""
+    if isinstance(config, settings.RnnConfig):
+        return train(tasks.sequence(config), config, workdir, progress=progress)
     dataset = data.load_dataset(
         config.data.dataset,
         data_dir=config.data.data_dir,

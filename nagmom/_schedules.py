@@ -131,3 +131,59 @@ def with_final_phase(
         return jnp.where(count >= final_start, jnp.minimum(value, cap), value)
 
     return capped
+
+
+def rnn_momentum(
+    mu_0: jax.typing.ArrayLike,
+    *,
+    warmup_steps: int = 1000,
+    warmup_value: jax.typing.ArrayLike = 0.9,
+) -> optax.Schedule:
+    r"""The momentum schedule of the paper's RNN experiments: a warm start, then :math:`\mu_0`.
+
+    .. math::
+
+      \mu_t = \begin{cases}
+        \mu_{\text{warm}} & t < T_w, \\
+        \mu_0 & t \ge T_w,
+      \end{cases}
+
+    with :math:`T_w` = ``warmup_steps`` (1000 in the paper) and :math:`\mu_{\text{warm}}` =
+    ``warmup_value`` (0.9). The paper (Sec. 4, Table 5) uses :math:`\mu_0 \in \{0, 0.9, 0.98,
+    0.995\}`. Equivalent to ``optax.join_schedules([optax.constant_schedule(warmup_value),
+    optax.constant_schedule(mu_0)], [warmup_steps])``, but checked and usable with traced values.
+
+    Args:
+      mu_0: the momentum after the warm start, in ``[0, 1]``.
+      warmup_steps: number of updates at ``warmup_value``, :math:`T_w \ge 0`.
+      warmup_value: the momentum during the warm start, in ``[0, 1]``.
+
+    Returns:
+      An ``optax.Schedule``.
+
+    Raises:
+      ValueError: if a concrete ``mu_0`` or ``warmup_value`` lies outside ``[0, 1]`` or
+        ``warmup_steps`` is negative or not an integer.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from nagmom import schedules
+      >>> mu = schedules.rnn_momentum(0.995)
+      >>> print(mu(jnp.array([0, 999, 1000, 50_000])))
+      [0.9   0.9   0.995 0.995]
+
+    References:
+      Sutskever, Martens, Dahl & Hinton, `On the importance of initialization and momentum in deep
+      learning <https://proceedings.mlr.press/v28/sutskever13.html>`_, ICML 2013, Sec. 4.
+    """
+    _hyperparams.check_scalar("mu_0", mu_0, low=0.0, high=1.0)
+    _hyperparams.check_scalar("warmup_value", warmup_value, low=0.0, high=1.0)
+    warmup_steps = _check_int("warmup_steps", warmup_steps, low=0)
+
+    def schedule(count: jax.typing.ArrayLike) -> jax.Array:
+        dtype = jnp.result_type(float)
+        return jnp.where(
+            count < warmup_steps, jnp.asarray(warmup_value, dtype), jnp.asarray(mu_0, dtype)
+        )
+
+    return schedule

@@ -13,7 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from jax.sharding import AxisType, NamedSharding, PartitionSpec
+from jax.sharding import AxisType
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
 from scipy import stats
 
 from nagmom import initializers
@@ -389,3 +391,63 @@ def test_out_sharding_column_sharded_over_four_devices():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("OK")
+
+
+# --- echo_state ---------------------------------------------------------------------------------
+
+
+def _numpy_spectral_radius(w) -> float:
+    return float(np.abs(np.linalg.eigvals(np.asarray(w, np.float64))).max())
+
+
+@pytest.mark.parametrize("n, radius", [(100, 1.1), (50, 0.9), (15, 1.1), (8, 2.0)])
+def test_echo_state_spectral_radius_matches_numpy(n, radius):
+    w = initializers.echo_state(radius)(jax.random.key(n), (n, n))
+    assert w.dtype == jnp.float32
+    np.testing.assert_allclose(_numpy_spectral_radius(w), radius, rtol=2e-6)
+    # The sparsity pattern of the underlying sparse draw survives the rescaling.
+    np.testing.assert_array_equal((np.asarray(w) != 0).sum(axis=0), min(15, n))
+    # It is a rescaled sparse draw, not a renormalised one: same key, same pattern and ratios.
+    base = np.asarray(initializers.sparse(15)(jax.random.key(n), (n, n)))
+    ratio = np.asarray(w)[base != 0] / base[base != 0]
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-5)
+    np.testing.assert_allclose(ratio[0], radius / _numpy_spectral_radius(base), rtol=2e-6)
+
+
+def test_echo_state_under_jit_and_vmap():
+    init = initializers.echo_state(1.1)
+    eager = init(jax.random.key(0), (40, 40))
+    jitted = jax.jit(init, static_argnums=1)(jax.random.key(0), (40, 40))
+    np.testing.assert_allclose(jitted, eager, rtol=1e-6)
+    keys = jax.random.split(jax.random.key(1), 3)
+    stack = jax.jit(jax.vmap(lambda k: init(k, (30, 30))))(keys)
+    for w in stack:
+        np.testing.assert_allclose(_numpy_spectral_radius(w), 1.1, rtol=2e-6)
+    assert not np.allclose(stack[0], stack[1])
+
+
+def test_echo_state_dtypes_and_zero():
+    w = initializers.echo_state(1.1)(jax.random.key(0), (20, 20), jnp.bfloat16)
+    assert w.dtype == jnp.bfloat16
+    np.testing.assert_allclose(_numpy_spectral_radius(w), 1.1, rtol=2e-2)
+    zero = initializers.echo_state(1.1, stddev=0.0)(jax.random.key(0), (5, 5))
+    np.testing.assert_array_equal(zero, 0.0)
+
+
+@pytest.mark.parametrize("shape", [(10,), (10, 5), (3, 3, 3)])
+def test_echo_state_rejects_non_square_shapes(shape):
+    with pytest.raises(ValueError, match="square 2-D recurrent kernel"):
+        initializers.echo_state()(jax.random.key(0), shape)
+
+
+@pytest.mark.parametrize("radius", [-1.0, float("nan"), float("inf")])
+def test_echo_state_rejects_bad_radius(radius):
+    with pytest.raises(ValueError, match="spectral_radius"):
+        initializers.echo_state(radius)
+
+
+def test_echo_state_as_flax_recurrent_kernel_init():
+    cell = nn.SimpleCell(24, recurrent_kernel_init=initializers.echo_state(1.1))
+    carry = cell.initialize_carry(jax.random.key(0), (2, 3))
+    params = cell.init(jax.random.key(1), carry, jnp.zeros((2, 3)))["params"]
+    np.testing.assert_allclose(_numpy_spectral_radius(params["h"]["kernel"]), 1.1, rtol=2e-6)

@@ -111,3 +111,29 @@ def test_with_final_phase_rejects_bad_arguments(kwargs, match):
         schedules.with_final_phase(schedules.sutskever_momentum(0.9), **kwargs)
     with pytest.raises(ValueError, match="schedule must be a callable"):
         schedules.with_final_phase(0.9, total_steps=10)
+
+
+def test_rnn_momentum_values_and_vmap():
+    mu = schedules.rnn_momentum(0.995)
+    np.testing.assert_allclose(
+        mu(jnp.array([0, 999, 1000, 10**6])), [0.9, 0.9, 0.995, 0.995], rtol=1e-7
+    )
+    short = schedules.rnn_momentum(0.0, warmup_steps=10, warmup_value=0.5)
+    np.testing.assert_array_equal(short(jnp.array([9, 10])), [0.5, 0.0])
+    grid = jax.jit(jax.vmap(lambda m: schedules.rnn_momentum(m)(jnp.array([999, 1000]))))(
+        jnp.array([0.9, 0.98])
+    )
+    np.testing.assert_allclose(grid, [[0.9, 0.9], [0.9, 0.98]], rtol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"mu_0": 1.1}, "mu_0 must be <= 1"),
+        ({"mu_0": 0.9, "warmup_value": -0.1}, "warmup_value must be >= 0"),
+        ({"mu_0": 0.9, "warmup_steps": -1}, "warmup_steps must be >= 0"),
+    ],
+)
+def test_rnn_momentum_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        schedules.rnn_momentum(**kwargs)

@@ -169,5 +169,60 @@ def test_entry_script_prints_one_line_errors(tmp_path, capsys):
 
 
 def test_shipped_configs_parse():
-    for path in sorted((autoencoder.REPO / "configs").glob("*.toml")):
-        settings.load(path)
+    import cli
+
+    paths = sorted((cli.REPO / "configs").glob("*.toml"))
+    assert len(paths) >= 4
+    for path in paths:
+        kind = settings.RnnConfig if path.name.startswith("rnn_") else settings.Config
+        settings.load(path, kind=kind)
+
+
+RNN_TINY = {
+    "data": {"task": "addition", "length": 10, "num_test": 200},
+    "model": {"hidden_size": 16, "input_scale": 0.1},
+    "optimizer": {"name": "nag", "learning_rate": 0.01, "schedule": "rnn", "mu_0": 0.95,
+                  "warmup_steps": 100},
+    "run": {"steps": 400, "batch_size": 50, "log_every": 200},
+}  # fmt: skip
+
+
+def test_rnn_run_shares_the_loop_and_loss_falls(tmp_path):
+    config = settings.from_dict(RNN_TINY, kind=settings.RnnConfig)
+    summary = train.train_and_evaluate(config, tmp_path, progress=False)
+    rows = report.read_metrics(tmp_path / "metrics.jsonl")
+    assert [row["step"] for row in rows] == [0, 200, 400]
+    np.testing.assert_allclose([row["momentum"] for row in rows], [0.9, 0.95, 0.95], rtol=1e-7)
+    assert rows[-1]["loss"] < 0.5 * rows[0]["loss"]
+    for key in ("task", "optimizer", "mu_0", "learning_rate", "steps", "loss", "zero_one_error"):
+        assert key in summary
+    assert summary["task"] == "addition" and summary["mu_0"] == 0.95
+    assert 0.0 <= summary["zero_one_error"] <= 1.0
+    assert (tmp_path / "training_curve.png").exists()
+
+
+def test_rnn_output_bias_is_the_mean_target():
+    import tasks
+
+    config = settings.from_dict(RNN_TINY, kind=settings.RnnConfig)
+    task = tasks.sequence(config)
+    params = task.init_params(jax.random.key(0))
+    # Addition of two U(0, 1) values: mean target 1.
+    np.testing.assert_allclose(params["Dense_0"]["bias"], [1.0], atol=0.02)
+    memorization = settings.from_dict(
+        {**RNN_TINY, "data": {"task": "memorization5", "length": 25}}, kind=settings.RnnConfig
+    )
+    params = tasks.sequence(memorization).init_params(jax.random.key(0))
+    # Blank 20 of 25 steps, each bit value 2.5 of 25: the log frequencies.
+    expected = np.log([2.5 / 25, 2.5 / 25, 20 / 25])
+    np.testing.assert_allclose(params["Dense_0"]["bias"], expected, atol=0.02)
+
+
+def test_rnn_entry_script_rejects_autoencoder_keys(tmp_path, capsys):
+    import rnn
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[data]\ntask = "addition"\nlength = 80\ndataset = "mnist"\n[run]\nsteps = 5\n'
+                   '[optimizer]\nname = "nag"\nlearning_rate = 0.1\n')  # fmt: skip
+    assert rnn.main(["--config", str(bad), "--out", str(tmp_path / "out")]) == 1
+    assert "unknown key data.dataset" in capsys.readouterr().err
