@@ -79,13 +79,18 @@ def main(
         config = settings.load(
             args.config, {k: v for k, v in values.items() if v is not None}, kind=kind
         )
-        if (out / "summary.json").exists():
-            raise settings.ConfigError(f"{out} already holds a finished run; choose another --out.")
         print(f"Training with {config.optimizer.name}; outputs in {out}")
         print("Initial compilation, this might take a minute...")
         summary = train.train_and_evaluate(config, out, progress=not args.no_progress)
     except (settings.ConfigError, data.DataError, train.TrainingDivergedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: the state is saved in {out}/checkpoints; run the same command with "
+            f"--out {out} to resume.",
+            file=sys.stderr,
+        )
+        return 130
     print(report.format_summary({**summary, "out": str(out)}, summary_keys))
     return 0

@@ -1,7 +1,11 @@
-r"""Input pipeline of the benchmarks: MNIST from IDX files, CURVES generated. NumPy only.
+r"""Input pipeline of the benchmarks: MNIST from IDX files, CURVES and FACES generated.
 
-Both datasets come back as a :class:`Dataset` of ``float32`` rows in ``[0, 1]`` (784 pixels, a
-28x28 image flattened row-major), ready to be the inputs and the targets of an autoencoder.
+NumPy and the standard library only, except that reading ``olivettifaces.mat`` (FACES) imports
+SciPy (``scipy.io.loadmat``) when it is needed.
+
+Each dataset comes back as a :class:`Dataset` of ``float32`` rows, ready to be the inputs and the
+targets of an autoencoder: MNIST and CURVES as 784 pixels in ``[0, 1]`` (a 28x28 image flattened
+row-major), FACES as 625 normalised pixels (a 25x25 image flattened row-major).
 
 **MNIST** (LeCun, Cortes & Burges) is read from the four standard IDX ``.gz`` files in a folder
 (default ``default_cache_dir() / "mnist"``). A file present there is checked against its sha256
@@ -45,13 +49,62 @@ description. For each image:
 
 The training set is :func:`make_curves` with ``stream=0`` (``np.random.default_rng(seed)``), the
 test set the same with ``stream=1``, an independent stream that no other seed reaches.
+
+**FACES** (Hinton & Salakhutdinov, 2006, Supporting Online Material): Martens' file
+(``newfaces_rot_single.mat``, 165,600 images of 25x25) is not available, so it is regenerated
+from the 400 Olivetti faces (AT&T Laboratories Cambridge; 40 people x 10 photos, 64x64) as the SOM
+describes: "rotating (-90 to +90 degrees), scaling (1.4 to 1.8), cropping, and subsampling",
+then removing each pixel's mean and scaling the whole set to unit average pixel variance. The
+exact grid, crop and interpolation are unpublished; what is marked *(ours)* is our choice.
+
+1. Source: Roweis' ``olivettifaces.mat`` in a folder (default
+   ``default_cache_dir() / "olivetti"``), downloaded from :data:`OLIVETTI_MIRRORS` if missing.
+   Copies of the file differ in bytes (the container has been re-saved), so what is verified is
+   the decoded pixel array: image ``j`` is ``faces[:, j].reshape(64, 64).T`` and shows person
+   ``j // 10``; the ``(400, 64, 64)`` ``uint8`` array in C order has sha256
+   :data:`OLIVETTI_PIXELS_SHA256`.
+2. Variants *(ours: i.i.d. uniform draws, not a grid)*: image ``j`` gets 414 variants
+   (400 x 414 = 165,600); variant ``k`` has angle :math:`\theta_{jk}` uniform in
+   :math:`[-90^\circ, 90^\circ)` (counterclockwise as displayed) and scale :math:`s_{jk}`
+   uniform in :math:`[1.4, 1.8)`, from ``np.random.default_rng(seed).random((400, 414, 2))``
+   (index 0 the angle, 1 the scale), so the draws of the first images do not depend on how many
+   images there are.
+3. Geometry *(ours: crop size, bilinear interpolation without a prefilter)*: the image is
+   magnified by :math:`s`, rotated by :math:`\theta` about its centre, and the central 64x64
+   square (the original frame) is cropped and subsampled to 25x25. This is one bilinear
+   resampling: with source pixel ``(r, c)`` centred at :math:`(y, x) = (r, c)`, output pixel
+   ``(i, j)`` with :math:`u = j - 12`, :math:`v = i - 12` samples the source at
+
+   .. math::
+
+      x = 31.5 + h\,(u \cos\theta - v \sin\theta), \qquad
+      y = 31.5 + h\,(u \sin\theta + v \cos\theta), \qquad h = \frac{64 / 25}{s},
+
+   so a 25x25 frame covers :math:`64/s` = 35.6 to 45.7 source pixels: from the eyes to the
+   mouth at :math:`s = 1.8`, from the eyebrows to just below the mouth at 1.4 (upright); the face
+   fills the frame (checked by eye on rendered samples). Every sample lies inside the source
+   (the frame's half-diagonal, :math:`12\sqrt{2}\,h \le 31.1`, is below 31.5); points outside
+   would take the edge value.
+4. Order: row ``j * 414 + k`` is variant ``k`` of image ``j``, so the set is ordered by person
+   (4,140 rows each), as Martens' file is.
+5. Normalisation (SOM): subtract the per-pixel mean over all 165,600 rows, then divide
+   everything by one number, the square root of the average per-pixel variance, so that the
+   average is 1. As in the SOM, this uses the whole set, test people included.
+6. Split by person (SOM; Martens' code): people 0-24 train (103,500 rows), 25-29 validation
+   (20,700; not returned by :func:`load_dataset`, see :func:`faces_split`), 30-39 test (41,400).
+
+The result is the same for the same seed on one machine; across machines ``cos``/``sin`` may
+differ in the last bit, which can flip the last bit of a pixel. Generating all 165,600 images
+takes about 10-20 s on two CPU cores and about 0.8 GB, so nothing is cached.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import http.client
+import io
 import logging
 import math
 import operator
@@ -60,6 +113,7 @@ import pathlib
 import tempfile
 import urllib.request
 import zlib
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -76,9 +130,25 @@ MNIST_MIRRORS: tuple[str, ...] = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
 )
-DATASET_NAMES: tuple[str, ...] = ("curves", "mnist")
+OLIVETTI_FILE = "olivettifaces.mat"
+OLIVETTI_MIRRORS: tuple[str, ...] = (
+    "https://cs.nyu.edu/~roweis/data/",
+    # The copy in ../shared/data/olivetti (re-saved in 2013), pinned to the commit it came from.
+    "https://raw.githubusercontent.com/sjgershm/DBM/a30d9abb523aab874a299b8b1aa21e7df2023f60/",
+)
+# sha256 of the decoded (400, 64, 64) uint8 pixel array in C order (see load_olivetti).
+OLIVETTI_PIXELS_SHA256 = "a3f75007cc103363b61a63e06bec8ea4846407682ef6e7c9ae1eb9c1bd0e8a00"
+OLIVETTI_NUM_IMAGES = 400
+OLIVETTI_IMAGES_PER_PERSON = 10
+DATASET_NAMES: tuple[str, ...] = ("curves", "faces", "mnist")
 CURVES_NUM_TRAIN = 20_000
 CURVES_NUM_TEST = 10_000
+FACES_VARIANTS_PER_IMAGE = 414  # 400 x 414 = 165,600 images
+FACES_ANGLE_RANGE = (-90.0, 90.0)  # degrees, counterclockwise as displayed
+FACES_SCALE_RANGE = (1.4, 1.8)
+FACES_TRAIN_PEOPLE = range(0, 25)  # 103,500 images
+FACES_VALID_PEOPLE = range(25, 30)  # 20,700 images, not returned by load_dataset
+FACES_TEST_PEOPLE = range(30, 40)  # 41,400 images
 
 _IMAGE_SIZE = 28
 _IDX_DTYPES = {
@@ -89,6 +159,8 @@ _IDX_DTYPES = {
     0x0D: "float32",
     0x0E: "float64",
 }
+_MNIST_WANTED = f"the four MNIST IDX .gz files ({', '.join(MNIST_FILES)})"
+_OLIVETTI_WANTED = f"Roweis' {OLIVETTI_FILE} (the 400 Olivetti faces)"
 _HASH_CHUNK = 1 << 20
 _DOWNLOAD_TIMEOUT_S = 60.0
 
@@ -99,6 +171,10 @@ _SPACING = 0.25  # largest arc-length gap between curve samples, in pixels
 _HALF_WIDTH = 1.5  # intensity = clip(_HALF_WIDTH - distance, 0, 1)
 _RENDER_CHUNK = 1024  # images rendered together (keeps the temporaries in cache)
 
+_OLIVETTI_SIZE = 64
+_FACE_SIZE = 25
+_RESAMPLE_CHUNK = 4096  # FACES variants resampled together (about 100 MB of temporaries)
+
 
 class DataError(ValueError):
     """A dataset file is missing, corrupt or cannot be fetched, or a request cannot be served."""
@@ -107,8 +183,9 @@ class DataError(ValueError):
 class Dataset(NamedTuple):
     """Train and test inputs, one flattened image per row."""
 
-    train: np.ndarray  # shape=(n_train, dim), dtype=float32, values in [0, 1].
-    test: np.ndarray  # shape=(n_test, dim), dtype=float32, values in [0, 1].
+    # CURVES and MNIST: values in [0, 1]; FACES: normalised (see the module docstring).
+    train: np.ndarray  # shape=(n_train, dim), dtype=float32.
+    test: np.ndarray  # shape=(n_test, dim), dtype=float32.
 
 
 def default_cache_dir() -> pathlib.Path:
@@ -191,31 +268,58 @@ def _check_sha256(path: pathlib.Path, expected: str) -> None:
         )
 
 
-def _download(name: str, dest: pathlib.Path, expected: str) -> None:
-    """Fetches ``name`` from the first mirror that serves it with the right sha256."""
+def _sha256_mismatch(path: pathlib.Path, expected: str) -> str | None:
+    """``None`` if the file at ``path`` has sha256 ``expected``, else a description of the miss."""
+    actual = _sha256(path)
+    return None if actual == expected else f"sha256 {actual} (expected {expected})"
+
+
+def _download(
+    name: str,
+    dest: pathlib.Path,
+    *,
+    mirrors: tuple[str, ...],
+    verify: Callable[[pathlib.Path], str | None],
+    wanted: str,
+) -> None:
+    """Fetches ``name`` into ``dest`` from the first of ``mirrors`` whose copy passes ``verify``.
+
+    Each copy is written to a temporary file beside ``dest`` and checked by ``verify`` (``None``
+    if good, else why not); only a good one is moved into place, atomically, and no temporary
+    file is left behind.
+
+    Args:
+      name: file name, appended to each mirror's base URL.
+      dest: where the file goes; its folder must exist.
+      mirrors: base URLs, tried in order.
+      verify: checks a downloaded copy; returns ``None`` or the reason it is rejected.
+      wanted: what a ``--data-dir`` folder should hold, for the error messages.
+
+    Raises:
+      DataError: if the folder is not writable or no mirror serves a good copy.
+    """
     failures = []
-    for base in MNIST_MIRRORS:
+    for base in mirrors:
         url = base.rstrip("/") + "/" + name
         try:
             fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=dest.parent)
         except OSError as e:
             raise DataError(
                 f"{dest.parent}: cannot write there ({e}); pass --data-dir pointing to a writable "
-                "folder or to one that already holds the four MNIST IDX .gz files."
+                f"folder or to one that already holds {wanted}."
             ) from e
         tmp = pathlib.Path(tmp_name)
         try:
             logger.info("Downloading %s", url)
-            digest = hashlib.sha256()
             with (
                 os.fdopen(fd, "wb") as out,
                 urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response,
             ):
                 while chunk := response.read(_HASH_CHUNK):
-                    digest.update(chunk)
                     out.write(chunk)
-            if digest.hexdigest() != expected:
-                failures.append(f"{url}: sha256 {digest.hexdigest()} (expected {expected})")
+            problem = verify(tmp)
+            if problem is not None:
+                failures.append(f"{url}: {problem}")
                 continue
             os.replace(tmp, dest)
             return
@@ -225,9 +329,8 @@ def _download(name: str, dest: pathlib.Path, expected: str) -> None:
             tmp.unlink(missing_ok=True)
     raise DataError(
         f"{dest} is missing and no mirror served it ({'; '.join(failures) or 'no mirrors'}); "
-        f"pass --data-dir pointing to a folder with the four MNIST IDX .gz files "
-        f"({', '.join(MNIST_FILES)}), or fetch them by hand from one of "
-        f"{', '.join(MNIST_MIRRORS)}."
+        f"pass --data-dir pointing to a folder with {wanted}, or fetch {name} by hand from one "
+        f"of {', '.join(mirrors)}."
     )
 
 
@@ -258,9 +361,8 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, download: bool = Tr
             continue
         if not download:
             raise DataError(
-                f"{path} is missing; pass --data-dir pointing to a folder with the four MNIST IDX "
-                f".gz files ({', '.join(MNIST_FILES)}), or allow downloading from one of "
-                f"{', '.join(MNIST_MIRRORS)}."
+                f"{path} is missing; pass --data-dir pointing to a folder with {_MNIST_WANTED}, "
+                f"or allow downloading from one of {', '.join(MNIST_MIRRORS)}."
             )
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -268,7 +370,13 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, download: bool = Tr
             raise DataError(
                 f"{folder}: cannot create the data folder ({e}); pass --data-dir."
             ) from e
-        _download(name, path, expected)
+        _download(
+            name,
+            path,
+            mirrors=MNIST_MIRRORS,
+            verify=functools.partial(_sha256_mismatch, expected=expected),
+            wanted=_MNIST_WANTED,
+        )
     train = _mnist_split(folder, "train")
     test = _mnist_split(folder, "t10k")
     return Dataset(train, test)
@@ -408,6 +516,335 @@ def make_curves(num_images: int, seed: int, *, stream: int = 0) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
+# FACES
+
+
+def read_olivetti(path: str | os.PathLike) -> np.ndarray:
+    """Reads Roweis' ``olivettifaces.mat`` and decodes its images, without checking the pixels.
+
+    Args:
+      path: the ``.mat`` file (MATLAB 5 format, variable ``faces`` of shape ``(4096, 400)``).
+
+    Returns:
+      The 400 images, shape ``(400, 64, 64)``, ``uint8``, C-contiguous; image ``j`` is
+      ``faces[:, j].reshape(64, 64).T`` and shows person ``j // 10``.
+
+    Raises:
+      DataError: if the file is missing or unreadable, is not a MATLAB file SciPy can read, or
+        has no ``uint8`` variable ``faces`` of shape ``(4096, 400)``; also if SciPy is missing.
+    """
+    path = pathlib.Path(path)
+    try:
+        import scipy.io  # only FACES needs SciPy, so import it here
+    except ImportError as e:
+        raise DataError(
+            f"{path}: reading it needs SciPy (scipy.io.loadmat); install it: pip install scipy."
+        ) from e
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e}); check the path.") from e
+    try:
+        mat = scipy.io.loadmat(io.BytesIO(raw), variable_names=["faces"])
+    except Exception as e:  # garbled input raises MatReadError, OSError, zlib.error,
+        # IndexError, ValueError, ... depending on where the damage is
+        raise DataError(
+            f"{path}: not a readable MATLAB file ({type(e).__name__}: {e}); delete it and "
+            "download it again."
+        ) from e
+    faces = mat.get("faces")
+    size = _OLIVETTI_SIZE
+    expected_shape = (size * size, OLIVETTI_NUM_IMAGES)
+    if not isinstance(faces, np.ndarray) or faces.shape != expected_shape:
+        found = "no variable 'faces'" if faces is None else f"'faces' of shape {faces.shape}"
+        raise DataError(
+            f"{path}: expected a variable 'faces' of shape {expected_shape}, found {found}; it is "
+            "not Roweis' olivettifaces.mat: delete it and download it again."
+        )
+    if faces.dtype != np.uint8:
+        raise DataError(
+            f"{path}: 'faces' has dtype {faces.dtype}, expected uint8; it is not Roweis' "
+            "olivettifaces.mat: delete it and download it again."
+        )
+    images = faces.T.reshape(OLIVETTI_NUM_IMAGES, size, size).transpose(0, 2, 1)
+    return np.ascontiguousarray(images)
+
+
+def _pixels_sha256(images: np.ndarray) -> str:
+    """sha256 of an array's bytes in C order (its shape and dtype are checked separately)."""
+    return hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
+
+
+def _olivetti_mismatch(path: pathlib.Path) -> str | None:
+    """``None`` if ``path`` decodes to the genuine Olivetti pixels, else what is wrong."""
+    try:
+        actual = _pixels_sha256(read_olivetti(path))
+    except DataError as e:
+        return f"not a readable olivettifaces.mat ({e.__cause__ or e})"
+    if actual != OLIVETTI_PIXELS_SHA256:
+        return f"pixel sha256 {actual} (expected {OLIVETTI_PIXELS_SHA256})"
+    return None
+
+
+def load_olivetti(
+    data_dir: str | os.PathLike | None = None, *, download: bool = True
+) -> np.ndarray:
+    """Loads the 400 Olivetti faces, verified by the checksum of the decoded pixels.
+
+    Copies of ``olivettifaces.mat`` differ in bytes (the container has been re-saved), so the
+    check is the sha256 of the decoded ``(400, 64, 64)`` ``uint8`` array in C order,
+    :data:`OLIVETTI_PIXELS_SHA256`, not of the file.
+
+    Args:
+      data_dir: folder holding ``olivettifaces.mat``; ``None`` means
+        ``default_cache_dir() / "olivetti"``.
+      download: fetch a missing file from :data:`OLIVETTI_MIRRORS` into ``data_dir``; if
+        ``False``, a missing file is an error.
+
+    Returns:
+      Images of shape ``(400, 64, 64)``, ``uint8``; image ``j`` shows person ``j // 10``.
+
+    Raises:
+      DataError: if the file is missing and cannot be fetched, cannot be decoded, or decodes to
+        pixels other than the genuine ones (it is left untouched).
+    """
+    if data_dir is None:
+        folder = default_cache_dir() / "olivetti"
+    else:
+        folder = pathlib.Path(data_dir).expanduser()
+    path = folder / OLIVETTI_FILE
+    if not path.exists():
+        if not download:
+            raise DataError(
+                f"{path} is missing; pass --data-dir pointing to a folder with {_OLIVETTI_WANTED}, "
+                f"or allow downloading from one of {', '.join(OLIVETTI_MIRRORS)}."
+            )
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DataError(
+                f"{folder}: cannot create the data folder ({e}); pass --data-dir."
+            ) from e
+        _download(
+            OLIVETTI_FILE,
+            path,
+            mirrors=OLIVETTI_MIRRORS,
+            verify=_olivetti_mismatch,
+            wanted=_OLIVETTI_WANTED,
+        )
+    images = read_olivetti(path)
+    actual = _pixels_sha256(images)
+    if actual != OLIVETTI_PIXELS_SHA256:
+        raise DataError(
+            f"{path}: pixel sha256 mismatch (the decoded (400, 64, 64) uint8 array hashes to "
+            f"{actual}, expected {OLIVETTI_PIXELS_SHA256}); the file is corrupt or not Roweis' "
+            "olivettifaces.mat: delete it and download it again."
+        )
+    return images
+
+
+def faces_transforms(
+    num_images: int, variants_per_image: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draws the rotation angle and scale of every variant (step 2 of the FACES procedure).
+
+    Args:
+      num_images: how many source images.
+      variants_per_image: variants per image (414 in FACES).
+      seed: seed of ``np.random.default_rng``.
+
+    Returns:
+      ``(angles, scales)``, each of shape ``(num_images, variants_per_image)``, ``float64``:
+      angles in degrees, uniform in ``[-90, 90)``, scales uniform in ``[1.4, 1.8)``. The draws of
+      the first ``n`` images do not depend on ``num_images``.
+    """
+    num_images = operator.index(num_images)
+    variants_per_image = operator.index(variants_per_image)
+    if num_images < 0 or variants_per_image < 0:
+        raise DataError(
+            f"num_images and variants_per_image must be >= 0, got {num_images} and "
+            f"{variants_per_image}."
+        )
+    u = np.random.default_rng(seed).random((num_images, variants_per_image, 2))
+    low, high = FACES_ANGLE_RANGE
+    angles = low + (high - low) * u[..., 0]
+    low, high = FACES_SCALE_RANGE
+    scales = low + (high - low) * u[..., 1]
+    return angles, scales
+
+
+def rotate_scale_crop(
+    images: np.ndarray, index: np.ndarray, angles: np.ndarray, scales: np.ndarray
+) -> np.ndarray:
+    """Magnifies, rotates, crops and subsamples images to 25x25 by one bilinear resampling.
+
+    Variant ``k`` is image ``images[index[k]]`` magnified by ``scales[k]`` and rotated by
+    ``angles[k]`` degrees (counterclockwise as displayed) about its centre, of which the central
+    ``s x s`` square (``s`` = the source side, 64 for Olivetti) is subsampled to 25x25; the
+    sampling formula is in the module docstring. Points beyond the outermost pixel centres take
+    the edge value (this never happens for FACES' scales of at least 1.4).
+
+    Args:
+      images: source images, shape ``(m, s, s)``, any real dtype.
+      index: which image each variant uses, shape ``(n,)``, integers in ``[0, m)``.
+      angles: rotation of each variant in degrees, shape ``(n,)``.
+      scales: magnification of each variant, shape ``(n,)``, positive.
+
+    Returns:
+      Variants of shape ``(n, 625)``, ``float32``, each a 25x25 image flattened row-major.
+    """
+    images = np.asarray(images)
+    if images.ndim != 3 or images.shape[1] != images.shape[2] or images.shape[1] < 2:
+        raise DataError(f"images must have shape (m, s, s) with s >= 2, got {images.shape}.")
+    index = np.asarray(index, dtype=np.int64)
+    angles = np.asarray(angles, dtype=np.float64)
+    scales = np.asarray(scales, dtype=np.float64)
+    if not index.shape == angles.shape == scales.shape or index.ndim != 1:
+        raise DataError(
+            f"index, angles and scales must be 1-D of one length, got shapes {index.shape}, "
+            f"{angles.shape} and {scales.shape}."
+        )
+    num_images, side = images.shape[0], images.shape[1]
+    if index.size and (index.min() < 0 or index.max() >= num_images):
+        raise DataError(f"index must lie in [0, {num_images}), got {index.min()}..{index.max()}.")
+    if images.size >= 2**31:
+        raise DataError(f"images has {images.size} pixels; at most 2**31 - 1 are supported.")
+    flat = images.reshape(-1).astype(np.float32)
+    out = np.empty((len(index), _FACE_SIZE * _FACE_SIZE), np.float32)
+    for start in range(0, len(index), _RESAMPLE_CHUNK):
+        part = slice(start, start + _RESAMPLE_CHUNK)
+        _bilinear(flat, side, index[part], angles[part], scales[part], out[part])
+    return out
+
+
+def _bilinear(
+    flat: np.ndarray,
+    side: int,
+    index: np.ndarray,
+    angles: np.ndarray,
+    scales: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """One chunk of :func:`rotate_scale_crop`, written into ``out``, shape ``(n, 625)``."""
+    n = len(index)
+    offset = np.arange(_FACE_SIZE) - (_FACE_SIZE - 1) / 2  # u (columns) or v (rows)
+    step = (side / _FACE_SIZE) / scales
+    theta = np.deg2rad(angles)
+    cos, sin = (np.cos(theta) * step)[:, None, None], (np.sin(theta) * step)[:, None, None]
+    u, v = offset[None, None, :], offset[:, None][None]
+    centre = (side - 1) / 2
+    last = side - 1
+    x = (centre + cos * u - sin * v).astype(np.float32)  # (n, 25, 25): column coordinate
+    y = (centre + sin * u + cos * v).astype(np.float32)  # row coordinate
+    np.clip(x, 0, last, out=x)
+    np.clip(y, 0, last, out=y)
+    col = np.minimum(x.astype(np.int32), last - 1)
+    row = np.minimum(y.astype(np.int32), last - 1)
+    x -= col  # fractional parts, in [0, 1]
+    y -= row
+    row *= side
+    row += col
+    row += (index.astype(np.int32) * (side * side))[:, None, None]  # flat index, top left
+    top_left, top_right = flat[row], flat[row + 1]
+    bottom_left, bottom_right = flat[row + side], flat[row + side + 1]
+    top_right -= top_left
+    top_right *= x
+    top_right += top_left  # top edge, interpolated
+    bottom_right -= bottom_left
+    bottom_right *= x
+    bottom_right += bottom_left  # bottom edge
+    bottom_right -= top_right
+    bottom_right *= y
+    bottom_right += top_right
+    out[...] = bottom_right.reshape(n, -1)
+
+
+def normalize_faces(x: np.ndarray, *, copy: bool = True) -> np.ndarray:
+    """Zero mean per pixel, then one scale for all so the average per-pixel variance is 1.
+
+    Args:
+      x: data of shape ``(n, d)``, ``n >= 2`` rows, ``float32``.
+      copy: if ``False``, ``x`` is normalised in place and returned (saves a copy of the set).
+
+    Returns:
+      ``(x - mean) / c``, ``float32``, where ``mean`` is the per-column mean and ``c`` the square
+      root of the mean over columns of the per-column (population) variance. Sums are in
+      ``float64``.
+
+    Raises:
+      DataError: if ``x`` is not a 2-D ``float32`` array with two or more rows, or is constant.
+    """
+    if x.ndim != 2 or x.dtype != np.float32 or len(x) < 2:
+        raise DataError(
+            f"normalize_faces needs a 2-D float32 array of >= 2 rows, got {x.dtype} {x.shape}."
+        )
+    if copy:
+        x = x.copy()
+    x -= x.mean(axis=0, dtype=np.float64).astype(np.float32)
+    total = 0.0
+    for start in range(0, len(x), _RESAMPLE_CHUNK):
+        total += float(np.square(x[start : start + _RESAMPLE_CHUNK], dtype=np.float64).sum())
+    mean_variance = total / x.size
+    if not mean_variance > 0:
+        raise DataError("normalize_faces: the data are constant; nothing to scale.")
+    x *= np.float32(1.0 / math.sqrt(mean_variance))
+    return x
+
+
+def make_faces(
+    images: np.ndarray, *, variants_per_image: int = FACES_VARIANTS_PER_IMAGE, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Generates the FACES set: transformed, 25x25, normalised variants of Olivetti images.
+
+    The procedure is in the module docstring. Row ``j * variants_per_image + k`` is variant ``k``
+    of ``images[j]``, so rows are ordered by image and hence by person.
+
+    Args:
+      images: source images, shape ``(m, 64, 64)`` (all 400 from :func:`load_olivetti` for
+        FACES); image ``j`` is taken to show person ``j // 10``.
+      variants_per_image: variants per image, at least 1 (414 in FACES).
+      seed: seed of the angle and scale draws (:func:`faces_transforms`).
+
+    Returns:
+      ``(faces, person)``: ``faces`` of shape ``(m * variants_per_image, 625)``, ``float32``,
+      normalised over all rows by :func:`normalize_faces`; ``person``, shape
+      ``(m * variants_per_image,)``, ``int64``, the person of each row.
+    """
+    images = np.asarray(images)
+    variants_per_image = operator.index(variants_per_image)
+    if variants_per_image < 1:
+        raise DataError(f"variants_per_image must be >= 1, got {variants_per_image}.")
+    angles, scales = faces_transforms(len(images), variants_per_image, seed)
+    index = np.repeat(np.arange(len(images)), variants_per_image)
+    faces = rotate_scale_crop(images, index, angles.ravel(), scales.ravel())
+    person = index // OLIVETTI_IMAGES_PER_PERSON
+    return normalize_faces(faces, copy=False), person
+
+
+def faces_split(person: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Splits rows by person: people 0-24 train, 25-29 validation, 30-39 test.
+
+    Args:
+      person: the person id of each row, shape ``(n,)``, integers.
+
+    Returns:
+      ``(train, valid, test)``: the row indices of each split, in increasing order.
+    """
+    person = np.asarray(person)
+    return tuple(
+        np.flatnonzero((person >= people.start) & (person < people.stop))
+        for people in (FACES_TRAIN_PEOPLE, FACES_VALID_PEOPLE, FACES_TEST_PEOPLE)
+    )
+
+
+def _evenly_spaced(x: np.ndarray, num: int) -> np.ndarray:
+    """Rows ``floor(i * len(x) / num)`` for ``i < num``: all of ``x`` if ``num == len(x)``."""
+    if num == len(x):
+        return x
+    return x[np.arange(num) * len(x) // num]
+
+
+# ----------------------------------------------------------------------------------------------
 # Entry point
 
 
@@ -434,25 +871,43 @@ def load_dataset(
     """Loads a dataset by name.
 
     Args:
-      name: one of :data:`DATASET_NAMES` (``"curves"``, ``"mnist"``).
-      data_dir: MNIST folder, as in :func:`load_mnist`; ignored for CURVES.
-      seed: CURVES seed (train is stream 0, test stream 1); ignored for MNIST.
+      name: one of :data:`DATASET_NAMES` (``"curves"``, ``"faces"``, ``"mnist"``).
+      data_dir: MNIST folder, as in :func:`load_mnist`; for FACES the folder of
+        ``olivettifaces.mat``, as in :func:`load_olivetti`; ignored for CURVES.
+      seed: CURVES seed (train is stream 0, test stream 1); FACES seed of :func:`make_faces`;
+        ignored for MNIST.
       num_train: MNIST keeps the first ``num_train`` training images (``None``: all 60,000);
-        CURVES generates that many (``None``: 20,000).
-      num_test: the same for the test split (``None``: all 10,000 / 10,000).
-      download: as in :func:`load_mnist`.
+        CURVES generates that many (``None``: 20,000); FACES keeps ``num_train`` evenly spaced
+        rows of its person-ordered training split, ``floor(i * 103500 / num_train)`` for
+        ``i < num_train``, so every training person is represented (``None``: all 103,500).
+      num_test: the same for the test split (``None``: all 10,000 / 10,000 / 41,400).
+      download: as in :func:`load_mnist` and :func:`load_olivetti`.
 
     Returns:
-      ``Dataset(train, test)``, ``float32`` rows of 784 pixels in ``[0, 1]``.
+      ``Dataset(train, test)``, ``float32`` rows of 784 pixels in ``[0, 1]`` (CURVES, MNIST) or
+      of 625 normalised pixels (FACES; its validation people are not returned, see
+      :func:`faces_split`).
 
     Raises:
-      DataError: for an unknown name, a count below 1 or above what MNIST has, or any error of
-        :func:`load_mnist`.
+      DataError: for an unknown name, a count below 1 or above what MNIST or FACES has, or any
+        error of :func:`load_mnist` or :func:`load_olivetti`.
     """
     if name == "curves":
         n_train = _count("num_train", num_train, CURVES_NUM_TRAIN, None, "")
         n_test = _count("num_test", num_test, CURVES_NUM_TEST, None, "")
         return Dataset(make_curves(n_train, seed), make_curves(n_test, seed, stream=1))
+    if name == "faces":
+        per_person = OLIVETTI_IMAGES_PER_PERSON * FACES_VARIANTS_PER_IMAGE
+        full_train = len(FACES_TRAIN_PEOPLE) * per_person
+        full_test = len(FACES_TEST_PEOPLE) * per_person
+        n_train = _count("num_train", num_train, full_train, full_train, "FACES training images")
+        n_test = _count("num_test", num_test, full_test, full_test, "FACES test images")
+        images = load_olivetti(data_dir, download=download)
+        faces, person = make_faces(images, variants_per_image=FACES_VARIANTS_PER_IMAGE, seed=seed)
+        train_rows, _, test_rows = faces_split(person)
+        return Dataset(
+            faces[_evenly_spaced(train_rows, n_train)], faces[_evenly_spaced(test_rows, n_test)]
+        )
     if name == "mnist":
         n_train = _count("num_train", num_train, 60_000, 60_000, "MNIST training images")
         n_test = _count("num_test", num_test, 10_000, 10_000, "MNIST test images")

@@ -71,22 +71,35 @@ def plot_training_curve(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [row["step"] for row in rows]
     fig, (top, bottom) = plt.subplots(
         2, 1, sharex=True, figsize=(7, 5), gridspec_kw={"height_ratios": [3, 1]}
     )
-    top.plot(steps, [row[key] for row in rows], marker=".")
+    members = sorted({row.get("member", 0) for row in rows})
+    for member in members:
+        mine = [row for row in rows if row.get("member", 0) == member]
+        label = f"lr={mine[0]['learning_rate']:g}" if len(members) > 1 else None
+        top.plot(
+            [r["step"] for r in mine], [_number(r[key]) for r in mine], marker=".", label=label
+        )
+    if len(members) > 1:
+        top.legend(fontsize="small")
     top.set_yscale("log")
     top.set_ylabel(key.replace("_", " "))
     top.set_title(title)
     top.grid(True, which="both", alpha=0.3)
-    bottom.plot(steps, [row["momentum"] for row in rows], drawstyle="steps-post")
+    first = [row for row in rows if row.get("member", 0) == members[0]]
+    bottom.plot([r["step"] for r in first], [r["momentum"] for r in first], drawstyle="steps-post")
     bottom.set_ylabel("momentum")
     bottom.set_xlabel("update")
     bottom.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _number(value: Any) -> float:
+    """A metric value as a float (JSON stores non-finite numbers as strings)."""
+    return float(value) if value is not None else math.nan
 
 
 def format_summary(summary: dict[str, Any], keys: Iterable[str]) -> str:

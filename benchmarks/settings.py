@@ -115,9 +115,13 @@ class RunConfig:
     eval_batch_size: int = 5000
     # Seed of the initialization and of the minibatch order.
     seed: int = 0
+    # Save a checkpoint after the first chunk that is this many updates past the last one
+    # (0: only at the end and on Ctrl-C). Re-running with the same --out resumes from it.
+    checkpoint_every: int = 0
 
     def check(self) -> None:
         _at_least("run.steps", self.steps, 1)
+        _at_least("run.checkpoint_every", self.checkpoint_every, 0)
         _at_least("run.batch_size", self.batch_size, 1)
         _at_least("run.log_every", self.log_every, 1)
         _at_least("run.eval_batch_size", self.eval_batch_size, 1)

@@ -2,15 +2,22 @@
 
 Reads top-down as a Flax example: the optimizer from the config, a pure ``train_step``, many steps
 in one ``lax.scan`` under one ``jax.jit`` with the state donated, then ``train``, the only function
-with side effects (the host loop: it feeds chunks, evaluates, writes JSON lines and moves the
-progress bar). Errors are measured at the paper's iterate theta, never at NAG's look-ahead point.
+with side effects (the host loop: it feeds chunks, evaluates, writes JSON lines, checkpoints and
+moves the progress bar). Errors are measured at the paper's iterate theta, never at NAG's
+look-ahead point.
+
+A run may be a *grid*: several members (learning rates, momenta, seeds) trained together as one
+compiled program under ``jax.vmap``. The hyperparameters live in the state, so the same step
+function serves one run and a grid.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from typing import NamedTuple
@@ -18,6 +25,7 @@ from typing import NamedTuple
 import data
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import report
 import settings
@@ -37,29 +45,43 @@ class TrainState(NamedTuple):
     step: jax.Array  # shape=(), int32: updates applied so far.
     params: Any  # for NAG: the look-ahead point phi.
     opt_state: Any
-    rng: jax.Array  # key of the minibatch order.
+    rng: jax.Array  # raw key data (uint32) of the minibatch order.
+    hparams: dict[str, jax.Array]  # learning_rate and momentum (mu_max or mu_0) of this run.
+
+
+def hyperparameters(config: settings.OptimizerConfig) -> dict[str, float]:
+    """The hyperparameters a grid may vary: the learning rate and the momentum parameter."""
+    momentum = config.mu_0 if config.schedule == "rnn" else config.mu_max
+    return {"learning_rate": config.learning_rate, "momentum": momentum}
 
 
 def make_optimizer(
-    config: settings.OptimizerConfig, total_steps: int
+    config: settings.OptimizerConfig,
+    total_steps: int,
+    hparams: dict[str, Any] | None = None,
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """The optimizer of ``config`` and its momentum schedule."""
+    """The optimizer of ``config`` and its momentum schedule.
+
+    ``hparams`` (possibly traced) replaces the config's learning rate and momentum parameter.
+    """
+    hparams = hparams or hyperparameters(config)
+    learning_rate, mu = hparams["learning_rate"], hparams["momentum"]
     if config.schedule == "rnn":
         momentum = nagmom.schedules.rnn_momentum(
-            config.mu_0, warmup_steps=config.warmup_steps, warmup_value=config.warmup_momentum
+            mu, warmup_steps=config.warmup_steps, warmup_value=config.warmup_momentum
         )
     else:
         momentum = nagmom.schedules.with_final_phase(
-            nagmom.schedules.sutskever_momentum(config.mu_max, stage_length=config.stage_length),
+            nagmom.schedules.sutskever_momentum(mu, stage_length=config.stage_length),
             total_steps=total_steps,
             final_steps=config.final_steps,
             final_value=config.final_momentum,
         )
     if config.name == "nag":
-        return nagmom.nesterov(config.learning_rate, momentum), momentum
+        return nagmom.nesterov(learning_rate, momentum), momentum
     if config.name == "cm":
-        return nagmom.momentum(config.learning_rate, momentum), momentum
-    return optax.sgd(config.learning_rate), lambda count: jnp.zeros([])
+        return nagmom.momentum(learning_rate, momentum), momentum
+    return optax.sgd(learning_rate), lambda count: jnp.zeros([])
 
 
 def eval_params(state: TrainState, optimizer_name: str) -> Any:
@@ -70,35 +92,86 @@ def eval_params(state: TrainState, optimizer_name: str) -> Any:
 
 
 def train_step(
-    state: TrainState, data: Any, *, task: tasks.Task, tx: optax.GradientTransformation
+    state: TrainState, data: Any, *, task: tasks.Task, config: settings.Config, total_steps: int
 ) -> tuple[TrainState, jax.Array]:
     """One update on one minibatch; returns the new state and the minibatch loss."""
-    batch = task.sample_batch(data, state.rng, state.step)
+    tx, _ = make_optimizer(config.optimizer, total_steps, state.hparams)
+    batch = task.sample_batch(data, jax.random.wrap_key_data(state.rng), state.step)
     loss, grads = jax.value_and_grad(task.loss)(state.params, batch)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return state._replace(step=state.step + 1, params=params, opt_state=opt_state), loss
 
 
-def train_chunk(
-    state: TrainState,
-    data: Any,
-    *,
-    task: tasks.Task,
-    tx: optax.GradientTransformation,
-    length: int,
-) -> tuple[TrainState, jax.Array]:
+def train_chunk(state: TrainState, data: Any, *, length: int, **step_kwargs: Any):
     """``length`` steps in one ``lax.scan``; returns the state and the mean minibatch loss."""
-    step = functools.partial(train_step, task=task, tx=tx)
+    step = functools.partial(train_step, **step_kwargs)
     state, losses = jax.lax.scan(lambda s, _: step(s, data), state, None, length=length)
     return state, losses.mean()
 
 
-def init_state(task: tasks.Task, tx: optax.GradientTransformation, seed: int) -> TrainState:
-    """Fresh parameters (sparse init), optimizer state and minibatch key from ``seed``."""
+def init_state(
+    task: tasks.Task,
+    config: settings.Config,
+    total_steps: int,
+    hparams: dict[str, Any],
+    seed: jax.typing.ArrayLike,
+) -> TrainState:
+    """Fresh parameters, optimizer state and minibatch key for one member."""
     init_key, order_key = jax.random.split(jax.random.key(seed))
     params = task.init_params(init_key)
-    return TrainState(jnp.zeros([], jnp.int32), params, tx.init(params), order_key)
+    tx, _ = make_optimizer(config.optimizer, total_steps, hparams)
+    hparams = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
+    return TrainState(
+        jnp.zeros([], jnp.int32), params, tx.init(params), jax.random.key_data(order_key), hparams
+    )
+
+
+def grid_members(config: settings.Config, grid: dict[str, Sequence[float]] | None) -> list[dict]:
+    """The members of a run: the product of ``grid`` values ("learning_rate", "momentum",
+    "seed") over the config's own values; ``None`` is the config's single run."""
+    base = {**hyperparameters(config.optimizer), "seed": config.run.seed}
+    members = [base]
+    for key, values in (grid or {}).items():
+        if key not in base:
+            raise settings.ConfigError(f"grid key {key!r} must be one of {', '.join(base)}.")
+        members = [{**m, key: v} for m in members for v in values]
+    return members
+
+
+class _Checkpoints:
+    """Orbax checkpoints of the whole state under ``workdir/checkpoints``; the last two are kept."""
+
+    def __init__(self, workdir: Path):
+        import orbax.checkpoint as ocp
+
+        self._ocp = ocp
+        self.manager = ocp.CheckpointManager(
+            (workdir / "checkpoints").absolute(),
+            options=ocp.CheckpointManagerOptions(max_to_keep=2),
+        )
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, state: TrainState) -> None:
+        if self.manager.latest_step() != step:
+            self.manager.save(step, args=self._ocp.args.StandardSave(state))
+            self.manager.wait_until_finished()
+
+    def restore(self, abstract_state: TrainState) -> TrainState:
+        step = self.manager.latest_step()
+        restored = self.manager.restore(step, args=self._ocp.args.StandardRestore(abstract_state))
+        return TrainState(*restored)
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def _chunk_lengths(start: int, total: int, every: int) -> list[int]:
+    """Chunks from ``start`` to ``total`` that end on multiples of ``every`` (and at ``total``)."""
+    ends = [s for s in range(every, total, every) if s > start] + [total]
+    return [b - a for a, b in zip([start] + ends[:-1], ends, strict=True)]
 
 
 def train(
@@ -106,122 +179,193 @@ def train(
     config: settings.Config | settings.RnnConfig,
     workdir: Path,
     *,
+    grid: dict[str, Sequence[float]] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Trains ``task`` as ``config`` says, writing everything under ``workdir``.
 
     Writes ``config.json`` at the start, a ``metrics.jsonl`` row after every compiled chunk
-    (``step``, the task's errors, ``train_loss``, ``momentum``, ``learning_rate``, ``seconds``),
-    and at the end
-    ``summary.json`` and ``training_curve.png``.
+    (``step``, the task's errors, ``train_loss``, ``momentum``, ``learning_rate``, ``seconds``;
+    for a grid one row per member, with ``member`` and its hyperparameters), checkpoints every
+    ``run.checkpoint_every`` updates and on Ctrl-C, and at the end ``summary.json`` and
+    ``training_curve.png``. If ``workdir`` holds a checkpoint of the same run, training resumes
+    from it; the rows written after that checkpoint are dropped and written again.
 
     Raises:
-      TrainingDivergedError: the loss became non-finite; the rows written so far are kept.
+      TrainingDivergedError: the loss of a single run became non-finite; the rows written so far
+        and the last checkpoint are kept. (In a grid a diverging member is recorded, not raised.)
+      settings.ConfigError: ``workdir`` holds a different run.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     run = config.run
-    tx, momentum = make_optimizer(config.optimizer, run.steps)
-    learning_rate = config.optimizer.learning_rate
-    report.write_json(
-        workdir / "config.json", {"config": config.to_dict(), "environment": report.environment()}
-    )
+    members = grid_members(config, grid)
+    is_grid = grid is not None
+    record = {"config": config.to_dict(), "grid": grid}
+    config_path = workdir / "config.json"
+    if config_path.exists():
+        previous = json.loads(config_path.read_text())
+        if {k: previous.get(k) for k in record} != json.loads(json.dumps(record)):
+            raise settings.ConfigError(
+                f"{workdir} holds a run with another config; choose another --out."
+            )
+    summary_path = workdir / "summary.json"
+    if config_path.exists() and summary_path.exists():
+        print(f"{workdir} already holds this finished run.")
+        return json.loads(summary_path.read_text())
+    report.write_json(config_path, {**record, "environment": report.environment()})
 
-    state = init_state(task, tx, run.seed)
-    evaluate = jax.jit(
-        lambda state, data: task.evaluate(eval_params(state, config.optimizer.name), data)
-    )
-    chunk = jax.jit(
-        functools.partial(train_chunk, task=task, tx=tx),
-        static_argnames="length",
-        donate_argnums=0,
-    )
-    lengths = [run.log_every] * (run.steps // run.log_every)
-    if run.steps % run.log_every:
-        lengths.append(run.steps % run.log_every)
+    step_kwargs = {"task": task, "config": config, "total_steps": run.steps}
+    hparams = {
+        k: jnp.asarray([m[k] for m in members], jnp.float32) for k in ("learning_rate", "momentum")
+    }
+    seeds = jnp.asarray([m["seed"] for m in members])
+    init = functools.partial(init_state, task, config, run.steps)
+    evaluate = functools.partial(_evaluate, task=task, optimizer_name=config.optimizer.name)
 
-    start = time.perf_counter()
-    compile_start = time.perf_counter()
-    compiled = {n: chunk.lower(state, task.data, length=n).compile() for n in set(lengths)}
-    compile_seconds = time.perf_counter() - compile_start
-    initial = {k: float(v) for k, v in evaluate(state, task.data).items()}
+    def chunk(state: TrainState, data: Any, length: int):
+        run_chunk = functools.partial(train_chunk, length=length, **step_kwargs)
+        return (
+            jax.vmap(run_chunk, in_axes=(0, None))(state, data)
+            if is_grid
+            else run_chunk(state, data)
+        )
+
+    if is_grid:
+        init = jax.vmap(init)
+        evaluate = jax.vmap(evaluate, in_axes=(0, None))
+        state = jax.jit(init)(hparams, seeds)
+    else:
+        state = jax.jit(init)({k: v[0] for k, v in hparams.items()}, seeds[0])
+    evaluate = jax.jit(evaluate)
+
+    checkpoints = _Checkpoints(workdir)
     metrics_path = workdir / "metrics.jsonl"
-    metrics_path.unlink(missing_ok=True)
-    rows = []
+    start_step = 0
+    if checkpoints.latest_step() is not None:
+        state = checkpoints.restore(state)
+        start_step = checkpoints.latest_step()
+        kept = [r for r in report.read_metrics(metrics_path) if r["step"] <= start_step]
+        metrics_path.unlink()
+        print(f"Resuming from the checkpoint at step {start_step} in {workdir}")
+    else:
+        kept = []
+        metrics_path.unlink(missing_ok=True)
+
+    lengths = _chunk_lengths(start_step, run.steps, run.log_every)
+    jitted = jax.jit(chunk, static_argnames="length", donate_argnums=0)
+    start = time.perf_counter()
+    compiled = {n: jitted.lower(state, task.data, length=n).compile() for n in set(lengths)}
+    compile_seconds = time.perf_counter() - start
+    schedules = [make_optimizer(config.optimizer, run.steps, m)[1] for m in members]
+    seconds_offset = kept[-1]["seconds"] if kept else 0.0
+    rows = list(kept)
     train_seconds = 0.0
 
-    def log(step: int, errors: dict[str, float], loss: float | None) -> None:
-        row = {
-            "step": step,
-            **errors,
-            "train_loss": loss,
-            "momentum": float(momentum(step)),
-            "learning_rate": learning_rate,
-            "seconds": time.perf_counter() - start,
-        }
-        rows.append(row)
-        writer.write(row)
+    def log(step: int, errors: dict[str, np.ndarray], losses: np.ndarray | None) -> None:
+        for i, member in enumerate(members):
+            row = {"step": step}
+            if is_grid:
+                row.update(member=i, **member)
+            row.update({k: float(np.ravel(v)[i]) for k, v in errors.items()})
+            row.update(
+                train_loss=None if losses is None else float(np.ravel(losses)[i]),
+                momentum=float(schedules[i](step)),
+                learning_rate=member["learning_rate"],
+                seconds=seconds_offset + time.perf_counter() - start,
+            )
+            rows.append(row)
+            writer.write(row)
 
-    # disable=None: tqdm shows the bar only on a terminal.
-    disable_bar = None if progress else True
-    with (
-        report.MetricsWriter(metrics_path) as writer,
-        tqdm(total=run.steps, unit="step", disable=disable_bar, desc=task.name) as bar,
-    ):
-        log(0, initial, None)
-        done = 0
-        for n in lengths:
-            chunk_start = time.perf_counter()
-            state, loss = compiled[n](state, task.data)
-            loss = float(loss)  # waits for the chunk
-            train_seconds += time.perf_counter() - chunk_start
-            if not math.isfinite(loss):
-                log(done + n, {}, loss)
-                raise TrainingDivergedError(
-                    f"training loss became {loss} between steps {done} and {done + n} "
-                    f"(learning_rate={learning_rate}); metrics so far are in {metrics_path}."
-                )
-            done += n
-            errors = {k: float(v) for k, v in evaluate(state, task.data).items()}
-            log(done, errors, loss)
-            bar.update(n)
-            bar.set_postfix({task.metric: f"{errors[task.metric]:.4g}"})
+    def save() -> None:
+        checkpoints.save(int(np.ravel(state.step)[0]), state)
 
+    with report.MetricsWriter(metrics_path) as writer, tqdm(
+        total=run.steps, initial=start_step, unit="step", disable=None if progress else True,
+        desc=task.name,
+    ) as bar:  # fmt: skip
+        for row in kept:
+            writer.write(row)
+        if not kept:
+            log(0, jax.device_get(evaluate(state, task.data)), None)
+        done = last_saved = logged = start_step
+        try:
+            for n in lengths:
+                chunk_start = time.perf_counter()
+                state, losses = compiled[n](state, task.data)
+                losses = np.asarray(losses)  # waits for the chunk
+                train_seconds += time.perf_counter() - chunk_start
+                done += n
+                if not is_grid and not math.isfinite(float(losses)):
+                    log(done, {}, losses)
+                    raise TrainingDivergedError(
+                        f"training loss became {float(losses)} between steps {done - n} and "
+                        f"{done} (learning_rate={config.optimizer.learning_rate}); metrics so far "
+                        f"are in {metrics_path}, the last good checkpoint in {workdir}."
+                    )
+                errors = jax.device_get(evaluate(state, task.data))
+                logged = done
+                log(done, errors, losses)
+                bar.update(n)
+                bar.set_postfix({task.metric: f"{np.nanmin(errors[task.metric]):.4g}"})
+                if run.checkpoint_every and done - last_saved >= run.checkpoint_every:
+                    save()
+                    last_saved = done
+            save()
+        except KeyboardInterrupt:
+            # Keep what was computed: the state of the last chunk, logged, then saved.
+            if done != logged:
+                log(done, jax.device_get(evaluate(state, task.data)), losses)
+            save()
+            checkpoints.close()
+            raise
+    checkpoints.close()
+
+    finals = [r for r in rows if r["step"] == run.steps]
+    initials = [r for r in rows if r["step"] == 0]
     summary = {
         **task.info,
         "optimizer": config.optimizer.name,
         **config.optimizer.momentum_summary,
-        "learning_rate": learning_rate,
+        "learning_rate": config.optimizer.learning_rate,
         "steps": run.steps,
         "batch_size": run.batch_size,
         "seed": run.seed,
-        f"initial_{task.metric}": initial[task.metric],
-        **errors,
-        "train_loss": loss,
-        "seconds": time.perf_counter() - start,
+        "seconds": seconds_offset + time.perf_counter() - start,
         "train_seconds": train_seconds,
         "compile_seconds": compile_seconds,
-        "steps_per_second": run.steps / train_seconds,
+        "steps_per_second": (run.steps - start_step) / max(train_seconds, 1e-9),
+        "resumed_from_step": start_step,
         "environment": report.environment(),
     }
-    report.write_json(workdir / "summary.json", summary)
+    error_keys = [k for k in finals[0] if k == "loss" or k.endswith("_error")]
+    if is_grid:
+        summary["members"] = [
+            {**m, f"initial_{task.metric}": r0[task.metric], **{k: r[k] for k in error_keys}}
+            for m, r0, r in zip(members, initials, finals, strict=True)
+        ]
+    else:
+        summary[f"initial_{task.metric}"] = initials[0][task.metric]
+        summary.update({k: finals[0][k] for k in error_keys + ["train_loss"]})
+    report.write_json(summary_path, summary)
     momentum_name, momentum_value = next(iter(config.optimizer.momentum_summary.items()))
     report.plot_training_curve(
         rows,
         workdir / "training_curve.png",
-        title=f"{task.name}: {config.optimizer.name}, {momentum_name}={momentum_value}, "
-        f"lr={learning_rate}",
+        title=f"{task.name}: {config.optimizer.name}, {momentum_name}={momentum_value}",
         key=task.metric,
     )
     return summary
 
 
-def train_and_evaluate(
-    config: settings.Config | settings.RnnConfig, workdir: Path, *, progress: bool = True
-) -> dict[str, Any]:
-    """Builds the task of ``config`` (loading its data) and trains it."""
+def _evaluate(state: TrainState, data: Any, *, task: tasks.Task, optimizer_name: str):
+    return task.evaluate(eval_params(state, optimizer_name), data)
+
+
+def build_task(config: settings.Config | settings.RnnConfig) -> tasks.Task:
+    """The task of ``config``, with its data loaded."""
     if isinstance(config, settings.RnnConfig):
-        return train(tasks.sequence(config), config, workdir, progress=progress)
+        return tasks.sequence(config)
     dataset = data.load_dataset(
         config.data.dataset,
         data_dir=config.data.data_dir,
@@ -229,4 +373,11 @@ def train_and_evaluate(
         num_train=config.data.num_train,
         num_test=config.data.num_test,
     )
-    return train(tasks.autoencoder(config, dataset), config, workdir, progress=progress)
+    return tasks.autoencoder(config, dataset)
+
+
+def train_and_evaluate(
+    config: settings.Config | settings.RnnConfig, workdir: Path, *, progress: bool = True
+) -> dict[str, Any]:
+    """Builds the task of ``config`` (loading its data) and trains it."""
+    return train(build_task(config), config, workdir, progress=progress)

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -31,7 +32,8 @@ def check_scalar(
     array = np.asarray(value)
     if array.ndim != 0:
         raise ValueError(f"{name} must be a scalar, got an array of shape {array.shape}.")
-    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+    # jnp.issubdtype knows bfloat16 (inject_hyperparams passes it for bfloat16 params).
+    if not jnp.issubdtype(array.dtype, jnp.number) or jnp.iscomplexobj(array):
         raise ValueError(f"{name} must be a real number, got {value!r}.")
     number = float(array)
     if not math.isfinite(number):

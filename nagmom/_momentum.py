@@ -21,6 +21,9 @@ the look-ahead point :math:`\phi_t = \theta_t + \mu_t v_t`, and
 which needs both :math:`\mu_t` and :math:`\mu_{t+1}`. Using :math:`\mu_t` twice, as
 ``optax.sgd(nesterov=True)`` under ``optax.inject_hyperparams`` does, is exact only for constant
 momentum.
+
+Complex parameters are updated as pairs of real numbers (:math:`\mu_t` and
+:math:`\varepsilon_t` are real); as for any Optax optimizer, pass the conjugate of ``jax.grad``.
 """
 
 from __future__ import annotations
@@ -80,15 +83,38 @@ def _scalar_dtype() -> jnp.dtype:
     return jax.dtypes.canonicalize_dtype(jnp.float64)
 
 
-def _velocity_dtype(param: Any, accumulator_dtype: Any) -> jnp.dtype:
-    """The accumulator dtype if given, else the parameter's dtype promoted to at least float32."""
-    if accumulator_dtype is not None:
-        return accumulator_dtype
-    return jnp.promote_types(jnp.result_type(param), jnp.float32)
+def _velocity_dtype(name: str, path: Any, param: Any, accumulator_dtype: Any) -> jnp.dtype:
+    """The accumulator dtype if given, else the parameter's dtype promoted to at least float32.
+
+    Raises a ``ValueError`` naming the leaf if the parameter is not floating point or complex, or
+    if ``accumulator_dtype`` would drop (or invent) an imaginary part.
+    """
+    dtype = jnp.result_type(param)
+    leaf = f"parameter {jax.tree_util.keystr(path) or '(root)'} ({dtype})"
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        raise ValueError(
+            f"{name} needs floating-point or complex parameters, got {leaf}; leave it out of the "
+            "optimised tree or mask it with optax.masked."
+        )
+    if accumulator_dtype is None:
+        return jnp.promote_types(dtype, jnp.float32)
+    if jnp.issubdtype(dtype, jnp.complexfloating) != jnp.issubdtype(
+        accumulator_dtype, jnp.complexfloating
+    ):
+        raise ValueError(
+            f"{name}: accumulator_dtype {accumulator_dtype} does not fit {leaf}: use a complex "
+            "accumulator for complex parameters and a real one for real parameters, or None."
+        )
+    return accumulator_dtype
 
 
 def _is_none(x: Any) -> bool:
     return x is None
+
+
+def _is_skipped(x: Any) -> bool:
+    """Leaves a transform does not update: ``None``, or masked out by ``optax.masked``."""
+    return x is None or isinstance(x, optax.MaskedNode)
 
 
 def _momentum_transform(
@@ -98,6 +124,7 @@ def _momentum_transform(
     nesterov: bool,
     accumulator_dtype: Any,
     state_type: Callable[..., NamedTuple],
+    name: str,
 ) -> GradientTransformationExtraArgs:
     """The one implementation behind the four public transforms.
 
@@ -115,17 +142,19 @@ def _momentum_transform(
 
     if accumulator_dtype is not None:
         accumulator_dtype = jnp.dtype(accumulator_dtype)
+        if not jnp.issubdtype(accumulator_dtype, jnp.inexact):
+            raise ValueError(
+                f"accumulator_dtype must be a floating-point or complex dtype, got "
+                f"{accumulator_dtype}."
+            )
 
     def init_fn(params):
-        velocity = jax.tree.map(
-            lambda p: (
-                None
-                if p is None
-                else jnp.zeros_like(p, dtype=_velocity_dtype(p, accumulator_dtype))
-            ),
-            params,
-            is_leaf=_is_none,
-        )
+        def zeros(path, p):
+            if p is None:
+                return None
+            return jnp.zeros_like(p, dtype=_velocity_dtype(name, path, p, accumulator_dtype))
+
+        velocity = jax.tree_util.tree_map_with_path(zeros, params, is_leaf=_is_none)
         count = jnp.zeros([], jnp.int32)
         if nesterov:
             mu = jnp.asarray(momentum_fn(count), _scalar_dtype())
@@ -144,6 +173,11 @@ def _momentum_transform(
             return jnp.promote_types(jnp.promote_types(g.dtype, v.dtype), jnp.float32)
 
         def new_velocity(g, v):
+            if jnp.iscomplexobj(g) and not jnp.iscomplexobj(v):
+                raise ValueError(
+                    f"{name} got a complex gradient ({g.dtype}) for a real parameter, whose "
+                    f"velocity is {v.dtype}; initialise with the complex parameters."
+                )
             dtype = compute_dtype(g, v)
             step = jnp.asarray(step_scale, dtype) * g.astype(dtype)
             return jnp.asarray(mu, dtype) * v.astype(dtype) + step
@@ -208,6 +242,12 @@ def momentum(
     Because :math:`\varepsilon_t` multiplies the gradient before it enters the velocity, this is
     exact for a time-varying learning rate, unlike ``optax.sgd``, which scales the whole velocity.
 
+    .. note::
+      A NaN or Inf gradient makes the velocity non-finite for good: later updates multiply it by
+      :math:`\mu_t`, and even :math:`0 \cdot \text{NaN}` is NaN, so the parameters follow. Wrap
+      the optimizer in ``optax.apply_if_finite`` to skip such steps; a skipped step leaves the
+      parameters, the velocity and the count untouched.
+
     Args:
       learning_rate: :math:`\varepsilon_t`: a non-negative float, a (possibly traced) scalar array,
         or an ``optax.Schedule`` of the update count.
@@ -246,6 +286,7 @@ def momentum(
         nesterov=False,
         accumulator_dtype=accumulator_dtype,
         state_type=MomentumState,
+        name="nagmom.momentum",
     )
 
 
@@ -275,6 +316,19 @@ def nesterov(
       The parameters being trained are :math:`\phi_t`, not :math:`\theta_t`. Evaluate (and save)
       the model at :math:`\theta_t = \phi_t - \mu_t v_t`, which
       :func:`nesterov_eval_params` returns.
+
+    .. note::
+      Pass a momentum schedule here, not through ``optax.inject_hyperparams``: that wrapper
+      evaluates it once per update and passes the constant :math:`\mu_t`, so the look-ahead uses
+      :math:`\mu_t` where :math:`\mu_{t+1}` belongs (exact only while :math:`\mu` is constant).
+      It also casts hyperparameters to the params' dtype: with bfloat16 params 0.999 becomes 1.0
+      unless ``hyperparam_dtype=jnp.float32`` is given.
+
+    .. note::
+      A NaN or Inf gradient makes the velocity non-finite for good: later updates multiply it by
+      :math:`\mu_t`, and even :math:`0 \cdot \text{NaN}` is NaN, so the parameters follow. Wrap
+      the optimizer in ``optax.apply_if_finite`` to skip such steps; a skipped step leaves the
+      parameters, the velocity and the count untouched.
 
     Args:
       learning_rate: :math:`\varepsilon_t`: a non-negative float, a (possibly traced) scalar array,
@@ -313,6 +367,7 @@ def nesterov(
         nesterov=True,
         accumulator_dtype=accumulator_dtype,
         state_type=NesterovState,
+        name="nagmom.nesterov",
     )
 
 
@@ -332,6 +387,12 @@ def scale_by_momentum(
     learning rate then rescales the whole velocity, not only the new gradient. Like
     ``optax.trace``, but with ``momentum`` as a schedule and a float32 velocity for low-precision
     params.
+
+    .. note::
+      A NaN or Inf gradient makes the velocity non-finite for good: later updates multiply it by
+      :math:`\mu_t`, and even :math:`0 \cdot \text{NaN}` is NaN, so the parameters follow. Wrap
+      the optimizer in ``optax.apply_if_finite`` to skip such steps; a skipped step leaves the
+      parameters, the velocity and the count untouched.
 
     Args:
       momentum: :math:`\mu_t` in ``[0, 1]``: a float, a scalar array or an ``optax.Schedule``.
@@ -364,6 +425,7 @@ def scale_by_momentum(
         nesterov=False,
         accumulator_dtype=accumulator_dtype,
         state_type=ScaleByMomentumState,
+        name="nagmom.scale_by_momentum",
     )
 
 
@@ -382,6 +444,12 @@ def scale_by_nesterov(
     :math:`v_t = -\varepsilon u_t`, but only for a **constant** learning rate. Unlike
     ``optax.trace(nesterov=True)`` it reads :math:`\mu_{t+1}` for the look-ahead, so it stays exact
     when the momentum changes.
+
+    .. note::
+      A NaN or Inf gradient makes the velocity non-finite for good: later updates multiply it by
+      :math:`\mu_t`, and even :math:`0 \cdot \text{NaN}` is NaN, so the parameters follow. Wrap
+      the optimizer in ``optax.apply_if_finite`` to skip such steps; a skipped step leaves the
+      parameters, the velocity and the count untouched.
 
     Args:
       momentum: :math:`\mu_t` in ``[0, 1]``: a float, a scalar array or an ``optax.Schedule``.
@@ -412,6 +480,7 @@ def scale_by_nesterov(
         nesterov=True,
         accumulator_dtype=accumulator_dtype,
         state_type=ScaleByNesterovState,
+        name="nagmom.scale_by_nesterov",
     )
 
 
@@ -425,7 +494,10 @@ def nesterov_eval_params(
 
     ``opt_state`` may be the state of :func:`nesterov` or of any Optax wrapper or chain holding
     exactly one :func:`nesterov` or :func:`scale_by_nesterov` state (``optax.chain``,
-    ``optax.MultiSteps``, ``optax.masked``, ``optax.inject_hyperparams``, ...).
+    ``optax.MultiSteps``, ``optax.masked``, ``optax.partition``, ``optax.inject_hyperparams``,
+    ``optax.apply_if_finite``, or ``flax.nnx.Optimizer.opt_state``). With one Nesterov state per
+    group of an ``optax.partition``, call it once per group, passing
+    ``opt_state.inner_states[label]`` and the params returned by the previous call.
 
     Args:
       params: the held parameters :math:`\phi_t` (what the optimizer updates).
@@ -439,8 +511,8 @@ def nesterov_eval_params(
       update (``None`` or masked out) are returned unchanged.
 
     Raises:
-      ValueError: if ``opt_state`` holds no Nesterov state or more than one, or if
-        ``learning_rate`` is missing for (or given with) the wrong form.
+      ValueError: if ``opt_state`` holds no Nesterov state or more than one, if ``learning_rate``
+        is missing for (or given with) the wrong form, or if ``params`` does not match the state.
     """
     states = [
         leaf
@@ -450,16 +522,19 @@ def nesterov_eval_params(
     if len(states) != 1:
         raise ValueError(
             "nesterov_eval_params needs an opt_state holding exactly one state of "
-            f"nagmom.nesterov or nagmom.scale_by_nesterov; found {len(states)}."
+            f"nagmom.nesterov or nagmom.scale_by_nesterov; found {len(states)}. With one per "
+            "group of optax.partition, call it once per group on opt_state.inner_states[label]."
         )
     (state,) = states
+    # The look-ahead coefficient, unwrapped from containers such as flax.nnx.Variable.
+    (momentum,) = jax.tree.leaves(state.momentum)
     if isinstance(state, NesterovState):
         if learning_rate is not None:
             raise ValueError(
                 "learning_rate is only for nagmom.scale_by_nesterov; nagmom.nesterov keeps its "
                 "velocity in parameter units. Call nesterov_eval_params(params, opt_state)."
             )
-        lookahead_scale = state.momentum
+        lookahead_scale = momentum
     else:
         if learning_rate is None:
             raise ValueError(
@@ -468,18 +543,41 @@ def nesterov_eval_params(
                 "learning_rate=lr)."
             )
         _hyperparams.check_scalar("learning_rate", learning_rate, low=0.0)
-        lookahead_scale = -learning_rate * state.momentum
+        lookahead_scale = -learning_rate * momentum
 
-    def theta(v, p):
-        if v is None or isinstance(v, optax.MaskedNode):
+    # Matched by key path, not by tree structure: flax.nnx.Optimizer wraps the state's arrays in
+    # its own Variable type (the params are nnx.Param), and optax.masked may replace a whole
+    # subtree by one MaskedNode.
+    velocities = dict(jax.tree_util.tree_flatten_with_path(state.velocity, is_leaf=_is_skipped)[0])
+    paths_and_params, treedef = jax.tree_util.tree_flatten_with_path(params, is_leaf=_is_none)
+
+    def theta(path, p):
+        found = [path[:n] for n in range(len(path), -1, -1) if path[:n] in velocities]
+        if not found:
+            raise ValueError(
+                f"params{jax.tree_util.keystr(path)} has no velocity in opt_state: pass the "
+                "params that go with opt_state."
+            )
+        used.add(found[0])
+        v = velocities[found[0]]
+        if _is_skipped(v) or p is None:
             return p
+        p = jnp.asarray(p)
+        if v.shape != p.shape:
+            raise ValueError(
+                f"params{jax.tree_util.keystr(path)} has shape {p.shape} but its velocity in "
+                f"opt_state has shape {v.shape}: pass the params that go with opt_state."
+            )
         dtype = jnp.promote_types(jnp.promote_types(p.dtype, v.dtype), jnp.float32)
         offset = jnp.asarray(lookahead_scale, dtype) * v.astype(dtype)
         return (p.astype(dtype) - offset).astype(p.dtype)
 
-    return jax.tree.map(
-        theta,
-        state.velocity,
-        params,
-        is_leaf=lambda x: x is None or isinstance(x, optax.MaskedNode),
-    )
+    used = set()
+    leaves = [theta(path, p) for path, p in paths_and_params]
+    if len(used) != len(velocities):
+        missing = [jax.tree_util.keystr(path) for path in velocities if path not in used]
+        raise ValueError(
+            f"opt_state has velocities for {', '.join(missing)}, which params lacks: pass the "
+            "params that go with opt_state."
+        )
+    return jax.tree.unflatten(treedef, leaves)

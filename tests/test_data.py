@@ -194,8 +194,8 @@ def test_load_dataset_mnist_truncates(tmp_path):
 
 
 def test_load_dataset_rejects_bad_requests(tmp_path):
-    with pytest.raises(data.DataError, match="curves, mnist"):
-        data.load_dataset("faces")
+    with pytest.raises(data.DataError, match="curves, faces, mnist"):
+        data.load_dataset("nope")
     with pytest.raises(data.DataError, match="60000"):
         data.load_dataset("mnist", data_dir=tmp_path, num_train=60_001)
     with pytest.raises(data.DataError, match="num_test"):

@@ -65,10 +65,9 @@ def test_error_is_measured_at_theta_not_at_the_lookahead_point(tmp_path):
     import tasks
 
     task = tasks.autoencoder(config, dataset)
-    tx, _ = train.make_optimizer(config.optimizer, 100)
-    state = train.init_state(task, tx, seed=0)
-    step = jax.jit(lambda s: train.train_chunk(s, task.data, task=task, tx=tx, length=30)[0])
-    state = step(state)
+    kwargs = {"task": task, "config": config, "total_steps": 100}
+    state = train.init_state(task, config, 100, train.hyperparameters(config.optimizer), seed=0)
+    state = jax.jit(lambda s: train.train_chunk(s, task.data, length=30, **kwargs)[0])(state)
     theta = nagmom.nesterov_eval_params(state.params, state.opt_state)
     expected = task.evaluate(theta, task.data)["train_error"]
     at_theta = task.evaluate(train.eval_params(state, "nag"), task.data)["train_error"]
@@ -83,12 +82,10 @@ def test_scan_chunks_equal_single_steps():
     import tasks
 
     task = tasks.autoencoder(config, dataset)
-    tx, _ = train.make_optimizer(config.optimizer, 100)
-    state = train.init_state(task, tx, seed=3)
-    scanned, _ = jax.jit(lambda s: train.train_chunk(s, task.data, task=task, tx=tx, length=7))(
-        state
-    )
-    step = jax.jit(lambda s: train.train_step(s, task.data, task=task, tx=tx)[0])
+    kwargs = {"task": task, "config": config, "total_steps": 100}
+    state = train.init_state(task, config, 100, train.hyperparameters(config.optimizer), seed=3)
+    scanned, _ = jax.jit(lambda s: train.train_chunk(s, task.data, length=7, **kwargs))(state)
+    step = jax.jit(lambda s: train.train_step(s, task.data, **kwargs)[0])
     for _ in range(7):
         state = step(state)
     assert int(scanned.step) == int(state.step) == 7
@@ -226,3 +223,66 @@ def test_rnn_entry_script_rejects_autoencoder_keys(tmp_path, capsys):
                    '[optimizer]\nname = "nag"\nlearning_rate = 0.1\n')  # fmt: skip
     assert rnn.main(["--config", str(bad), "--out", str(tmp_path / "out")]) == 1
     assert "unknown key data.dataset" in capsys.readouterr().err
+
+
+def _final_state(workdir, step):
+    import orbax.checkpoint as ocp
+
+    with ocp.StandardCheckpointer() as checkpointer:
+        return checkpointer.restore((workdir / "checkpoints" / str(step) / "default").absolute())
+
+
+def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, monkeypatch):
+    config = _config(**{"run.steps": 100, "run.checkpoint_every": 80})
+    straight = train.train_and_evaluate(config, tmp_path / "straight", progress=False)
+
+    write = report.MetricsWriter.write
+    interrupted = []
+
+    def interrupt_at_step_40(self, row):
+        write(self, row)
+        if row["step"] == 40 and not interrupted:
+            interrupted.append(True)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(report.MetricsWriter, "write", interrupt_at_step_40)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_and_evaluate(config, tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(report.MetricsWriter, "write", write)
+    assert (tmp_path / "resumed" / "checkpoints" / "40").exists()
+    assert not (tmp_path / "resumed" / "summary.json").exists()
+    resumed = train.train_and_evaluate(config, tmp_path / "resumed", progress=False)
+    assert resumed["resumed_from_step"] == 40
+    assert resumed["train_error"] == straight["train_error"]
+    a = _final_state(tmp_path / "straight", 100)
+    b = _final_state(tmp_path / "resumed", 100)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    rows = report.read_metrics(tmp_path / "resumed" / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [0, 40, 80, 100]
+    # A finished run is not trained again; a different config is refused.
+    again = train.train_and_evaluate(config, tmp_path / "resumed", progress=False)
+    assert again["train_error"] == straight["train_error"]
+    with pytest.raises(settings.ConfigError, match="another config"):
+        train.train_and_evaluate(_config(), tmp_path / "resumed", progress=False)
+
+
+def test_grid_runs_as_one_program_and_equals_single_runs(tmp_path):
+    config = _config(**{"run.steps": 40})
+    grid = {"learning_rate": [0.001, 0.005], "seed": [0, 1]}
+    task = train.build_task(config)
+    summary = train.train(task, config, tmp_path / "grid", grid=grid, progress=False)
+    members = summary["members"]
+    assert [(m["learning_rate"], m["seed"]) for m in members] == [
+        (0.001, 0), (0.001, 1), (0.005, 0), (0.005, 1)
+    ]  # fmt: skip
+    single = train.train(
+        task,
+        _config(**{"run.steps": 40, "optimizer.learning_rate": 0.005, "run.seed": 1}),
+        tmp_path / "single",
+        progress=False,
+    )
+    np.testing.assert_allclose(members[3]["train_error"], single["train_error"], rtol=1e-5)
+    assert members[0]["train_error"] != members[2]["train_error"]
+    rows = report.read_metrics(tmp_path / "grid" / "metrics.jsonl")
+    assert {r["member"] for r in rows} == {0, 1, 2, 3}
