@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 # Command-line overrides shared by every experiment: flag -> config key.
 OVERRIDES = {
     "steps": "run.steps",
+    "log_every": "run.log_every",
     "optimizer": "optimizer.name",
     "learning_rate": "optimizer.learning_rate",
     "seed": "run.seed",
@@ -36,6 +37,7 @@ def parse_args(
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", type=Path, default=default_config, help="TOML config file")
     parser.add_argument("--steps", type=int, help="number of updates")
+    parser.add_argument("--log-every", type=int, help="updates per compiled chunk and log point")
     parser.add_argument("--optimizer", choices=("nag", "cm", "sgd"))
     parser.add_argument(f"--{momentum_flag.replace('_', '-')}", type=float, dest=momentum_flag)
     parser.add_argument("--learning-rate", type=float)
@@ -79,11 +81,15 @@ def main(
         config = settings.load(
             args.config, {k: v for k, v in values.items() if v is not None}, kind=kind
         )
+        if out.exists() and not out.is_dir():
+            raise settings.ConfigError(f"--out {out} is a file, not a directory.")
         print(f"Training with {config.optimizer.name}; outputs in {out}")
-        print("Initial compilation, this might take a minute...")
         summary = train.train_and_evaluate(config, out, progress=not args.no_progress)
     except (settings.ConfigError, data.DataError, train.TrainingDivergedError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"error: {e.strerror}: {e.filename}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(

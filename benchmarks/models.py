@@ -48,12 +48,16 @@ CurvesAutoencoder = functools.partial(
 MnistAutoencoder = functools.partial(
     Autoencoder, encoder_sizes=(1000, 500, 250, 30), output_size=784
 )
+FacesAutoencoder = functools.partial(
+    Autoencoder, encoder_sizes=(2000, 1000, 500, 30), output_size=625
+)
 # A small network for tests.
 TinyAutoencoder = functools.partial(Autoencoder, encoder_sizes=(32, 16, 4), output_size=784)
 
 AUTOENCODERS = {
     "curves": CurvesAutoencoder,
     "mnist": MnistAutoencoder,
+    "faces": FacesAutoencoder,
     "tiny": TinyAutoencoder,
 }
 

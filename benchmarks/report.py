@@ -63,9 +63,17 @@ def write_json(path: Path, obj: dict[str, Any]) -> None:
 
 
 def plot_training_curve(
-    rows: Sequence[dict[str, Any]], path: Path, *, title: str, key: str = "train_error"
+    rows: Sequence[dict[str, Any]],
+    path: Path,
+    *,
+    title: str,
+    key: str = "train_error",
+    momentum: tuple[Sequence[int], Sequence[float]] | None = None,
 ) -> None:
-    """Saves a PNG of ``key`` against the step (log scale) with the momentum below it."""
+    """Saves a PNG of ``key`` against the step (log scale) with the momentum below it.
+
+    ``momentum`` is the schedule as (steps, values); by default it is read from the rows.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,8 +95,10 @@ def plot_training_curve(
     top.set_ylabel(key.replace("_", " "))
     top.set_title(title)
     top.grid(True, which="both", alpha=0.3)
-    first = [row for row in rows if row.get("member", 0) == members[0]]
-    bottom.plot([r["step"] for r in first], [r["momentum"] for r in first], drawstyle="steps-post")
+    if momentum is None:
+        first = [row for row in rows if row.get("member", 0) == members[0]]
+        momentum = [r["step"] for r in first], [r["momentum"] for r in first]
+    bottom.plot(*momentum, drawstyle="steps-post")
     bottom.set_ylabel("momentum")
     bottom.set_xlabel("update")
     bottom.grid(True, alpha=0.3)

@@ -30,7 +30,8 @@ class ConfigError(ValueError):
 class DataConfig:
     """Which data set, and where its files are."""
 
-    # "curves" (generated), "mnist" (IDX files, downloaded and verified when missing).
+    # "curves" (generated), "mnist" (IDX files) or "faces" (generated from the Olivetti faces);
+    # files are downloaded and verified when missing.
     dataset: str
     # Directory holding the data files; None means the cache directory (see data.py).
     data_dir: str | None = None
@@ -41,7 +42,7 @@ class DataConfig:
     num_test: int | None = None
 
     def check(self) -> None:
-        _one_of("data.dataset", self.dataset, ("curves", "mnist"))
+        _one_of("data.dataset", self.dataset, ("curves", "mnist", "faces"))
         _at_least("data.num_train", self.num_train, 1)
         _at_least("data.num_test", self.num_test, 1)
 
@@ -50,15 +51,19 @@ class DataConfig:
 class ModelConfig:
     """The autoencoder and its initialization."""
 
-    # Named layer sizes in models.py: "curves", "mnist" or "tiny" (tests).
+    # Named layer sizes in models.py: "curves", "mnist", "faces" or "tiny" (tests).
     name: str
+    # "logistic" outputs trained with cross-entropy (CURVES, MNIST) or "linear" outputs trained
+    # with squared error (FACES). The reported error is the squared error either way.
+    outputs: str = "logistic"
     # Standard deviation of the sparse initialization's nonzero weights (Table 3 varies it).
     init_scale: float = 1.0
     # Nonzero incoming weights per unit of the sparse initialization.
     num_connections: int = 15
 
     def check(self) -> None:
-        _one_of("model.name", self.name, ("curves", "mnist", "tiny"))
+        _one_of("model.name", self.name, ("curves", "mnist", "faces", "tiny"))
+        _one_of("model.outputs", self.outputs, ("logistic", "linear"))
         _at_least("model.init_scale", self.init_scale, 0.0)
         _at_least("model.num_connections", self.num_connections, 1)
 
@@ -200,7 +205,8 @@ class RnnConfig:
 def load(path: str | Path, overrides: dict[str, Any] | None = None, *, kind: type = Config) -> Any:
     """Reads a TOML config of ``kind`` (:class:`Config`, :class:`RnnConfig`) with ``overrides``.
 
-    ``overrides`` maps dotted keys to values, e.g. ``{"run.steps": 100}``.
+    ``overrides`` maps dotted keys to values, e.g. ``{"run.steps": 100}`` (the command line's
+    flags); an error in them is reported as the command line's, not the file's.
 
     Raises:
       ConfigError: the file is missing or not TOML, or a table, key, type or value is wrong.
@@ -211,9 +217,14 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None, *, kind: typ
             raw = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist.") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory, not a TOML file.") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
-    return from_dict(raw, overrides, kind=kind, source=str(path))
+    config = from_dict(raw, kind=kind, source=str(path))
+    if overrides:
+        config = from_dict(raw, overrides, kind=kind, source="command line")
+    return config
 
 
 def from_dict(

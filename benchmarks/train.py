@@ -254,6 +254,8 @@ def train(
 
     lengths = _chunk_lengths(start_step, run.steps, run.log_every)
     jitted = jax.jit(chunk, static_argnames="length", donate_argnums=0)
+    if progress:
+        print("Compiling the training step, this might take a minute...")
     start = time.perf_counter()
     compiled = {n: jitted.lower(state, task.data, length=n).compile() for n in set(lengths)}
     compile_seconds = time.perf_counter() - start
@@ -349,11 +351,13 @@ def train(
         summary.update({k: finals[0][k] for k in error_keys + ["train_loss"]})
     report.write_json(summary_path, summary)
     momentum_name, momentum_value = next(iter(config.optimizer.momentum_summary.items()))
+    steps = np.arange(0, run.steps + 1, max(1, run.steps // 2000))
     report.plot_training_curve(
         rows,
         workdir / "training_curve.png",
         title=f"{task.name}: {config.optimizer.name}, {momentum_name}={momentum_value}",
         key=task.metric,
+        momentum=(steps, np.asarray(jax.vmap(schedules[0])(steps))),
     )
     return summary
 

@@ -163,6 +163,13 @@ def test_entry_script_prints_one_line_errors(tmp_path, capsys):
     assert len(err.splitlines()) == 1
     assert autoencoder.main(["--config", str(tmp_path / "missing.toml")]) == 1
     assert "does not exist" in capsys.readouterr().err
+    assert autoencoder.main(["--config", str(tmp_path)]) == 1
+    assert "is a directory" in capsys.readouterr().err
+    assert autoencoder.main(["--steps", "-3", "--out", str(tmp_path / "o")]) == 1
+    assert "error: command line: run.steps must be" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("")
+    assert autoencoder.main(["--steps", "3", "--out", str(tmp_path / "afile")]) == 1
+    assert "is a file, not a directory" in capsys.readouterr().err
 
 
 def test_shipped_configs_parse():
