@@ -26,8 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Trains a deep autoencoder of Sutskever et al. (2013), Table 1.",
         default_config=cli.REPO / "configs" / "curves_quick.toml",
         kind=settings.Config,
-        overrides={"mu_max": "optimizer.mu_max", "data_dir": "data.data_dir"},
-        extra_flags=[("data_dir", str, "directory of the data files (MNIST)")],
+        extra_flags=[
+            ("mu_max", float, "largest momentum of the schedule", "optimizer.mu_max"),
+            ("data_dir", str, "directory of the data files (MNIST, FACES)", "data.data_dir"),
+        ],
         summary_keys=SUMMARY_KEYS,
     )
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import data
 import report
@@ -30,16 +32,14 @@ def parse_args(
     *,
     description: str,
     default_config: Path,
-    momentum_flag: str,
     extra_flags: Sequence[tuple[str, type, str]] = (),
 ) -> argparse.Namespace:
-    """Parses the shared flags, ``--{momentum_flag}`` and ``extra_flags`` (flag, type, help)."""
+    """Parses the shared flags and ``extra_flags`` (flag, type, help)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", type=Path, default=default_config, help="TOML config file")
     parser.add_argument("--steps", type=int, help="number of updates")
     parser.add_argument("--log-every", type=int, help="updates per compiled chunk and log point")
     parser.add_argument("--optimizer", choices=("nag", "cm", "sgd"))
-    parser.add_argument(f"--{momentum_flag.replace('_', '-')}", type=float, dest=momentum_flag)
     parser.add_argument("--learning-rate", type=float)
     parser.add_argument("--seed", type=int, help="seed of the initialization and minibatches")
     for flag, flag_type, help_text in extra_flags:
@@ -57,24 +57,25 @@ def main(
     description: str,
     default_config: Path,
     kind: type,
-    overrides: dict[str, str],
-    summary_keys: Sequence[str],
-    extra_flags: Sequence[tuple[str, type, str]] = (),
+    extra_flags: Sequence[tuple[str, type, str, str]] = (),
+    runner: Callable[..., dict[str, Any]] = train.train_and_evaluate,
+    summary_keys: Sequence[str] = (),
+    show: Callable[[dict[str, Any]], str] | None = None,
 ) -> int:
     """Runs one experiment from the command line; returns the exit status.
 
-    ``overrides`` maps the experiment's own flags to config keys; its first entry is the
-    momentum flag. Problems a user can fix (config, data, divergence) print one line and return 1.
+    ``extra_flags`` are the experiment's own flags as (flag, type, help, config key).
+    ``runner(config, out, progress=...)`` trains; its result is printed by ``show`` (default:
+    the ``summary_keys`` of it). Problems a user can fix (config, data, divergence) print one
+    line and return 1.
     """
-    momentum_flag = next(iter(overrides))
     args = parse_args(
         argv,
         description=description,
         default_config=default_config,
-        momentum_flag=momentum_flag,
-        extra_flags=extra_flags,
+        extra_flags=[flag[:3] for flag in extra_flags],
     )
-    flags = {**OVERRIDES, **overrides}
+    flags = {**OVERRIDES, **{flag[0]: flag[3] for flag in extra_flags}}
     values = {key: getattr(args, flag) for flag, key in flags.items()}
     out = args.out or Path("runs") / args.config.stem / time.strftime("%Y%m%d-%H%M%S")
     try:
@@ -84,7 +85,7 @@ def main(
         if out.exists() and not out.is_dir():
             raise settings.ConfigError(f"--out {out} is a file, not a directory.")
         print(f"Training with {config.optimizer.name}; outputs in {out}")
-        summary = train.train_and_evaluate(config, out, progress=not args.no_progress)
+        summary = runner(config, out, progress=not args.no_progress)
     except (settings.ConfigError, data.DataError, train.TrainingDivergedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -98,5 +99,6 @@ def main(
             file=sys.stderr,
         )
         return 130
-    print(report.format_summary({**summary, "out": str(out)}, summary_keys))
+    show = show or (lambda s: report.format_summary(s, summary_keys))
+    print(show({**summary, "out": str(out)}))
     return 0

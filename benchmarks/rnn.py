@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Trains an RNN on a long-range problem of Sutskever et al. (2013), Sec. 4.",
         default_config=cli.REPO / "configs" / "rnn_addition.toml",
         kind=settings.RnnConfig,
-        overrides={"mu_0": "optimizer.mu_0"},
+        extra_flags=[("mu_0", float, "momentum after the warm start", "optimizer.mu_0")],
         summary_keys=SUMMARY_KEYS,
     )
 

@@ -190,6 +190,53 @@ class Config:
 
 
 @dataclasses.dataclass(frozen=True)
+class TableGridConfig:
+    """The grid of a paper table: every optimizer x momentum x learning rate x seed."""
+
+    # Optimizers of the table's columns ("sgd" ignores mu_maxes).
+    optimizers: list = dataclasses.field(default_factory=lambda: ["sgd", "nag", "cm"])
+    mu_maxes: list = dataclasses.field(default_factory=lambda: [0.9, 0.99, 0.995, 0.999])
+    # The paper's grid; the best learning rate is picked per cell by the final train error.
+    learning_rates: list = dataclasses.field(
+        default_factory=lambda: [0.05, 0.01, 0.005, 0.001, 0.0005, 0.0001]
+    )
+    seeds: list = dataclasses.field(default_factory=lambda: [0])
+
+    def check(self) -> None:
+        for name in self.optimizers:
+            _one_of("table.optimizers", name, ("nag", "cm", "sgd"))
+        for mu in self.mu_maxes:
+            _in_unit_interval("table.mu_maxes", _number("table.mu_maxes", mu))
+        for lr in self.learning_rates:
+            _at_least("table.learning_rates", _number("table.learning_rates", lr), 0.0)
+        for seed in self.seeds:
+            if not isinstance(seed, int) or isinstance(seed, bool):
+                raise ConfigError(f"table.seeds must hold integers; got {seed!r}.")
+        for key in ("optimizers", "mu_maxes", "learning_rates", "seeds"):
+            if not getattr(self, key):
+                raise ConfigError(f"table.{key} must not be empty.")
+
+
+@dataclasses.dataclass(frozen=True)
+class TableConfig:
+    """A paper table (Table 1): an autoencoder config and the grid run over it."""
+
+    data: DataConfig
+    model: ModelConfig
+    optimizer: OptimizerConfig
+    run: RunConfig
+    table: TableGridConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def experiment(self, optimizer_name: str) -> Config:
+        """The autoencoder config of one column's optimizer."""
+        optimizer = dataclasses.replace(self.optimizer, name=optimizer_name)
+        return Config(self.data, self.model, optimizer, self.run)
+
+
+@dataclasses.dataclass(frozen=True)
 class RnnConfig:
     """A long-range RNN experiment (Sec. 4)."""
 
@@ -290,10 +337,18 @@ def _check_type(name: str, value: Any, hint: Any) -> Any:
         return value
     if float in allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if list in allowed and isinstance(value, list):
+        return value
     if str in allowed and isinstance(value, str):
         return value
     names = " or ".join("none" if t is type(None) else t.__name__ for t in allowed)
     raise ConfigError(f"{name} must be {names}, got {value!r}.")
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must hold numbers; got {value!r}.")
+    return float(value)
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:

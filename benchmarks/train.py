@@ -46,13 +46,13 @@ class TrainState(NamedTuple):
     params: Any  # for NAG: the look-ahead point phi.
     opt_state: Any
     rng: jax.Array  # raw key data (uint32) of the minibatch order.
-    hparams: dict[str, jax.Array]  # learning_rate and momentum (mu_max or mu_0) of this run.
+    hparams: dict[str, jax.Array]  # learning_rate and mu_max (or mu_0) of this run.
 
 
 def hyperparameters(config: settings.OptimizerConfig) -> dict[str, float]:
-    """The hyperparameters a grid may vary: the learning rate and the momentum parameter."""
-    momentum = config.mu_0 if config.schedule == "rnn" else config.mu_max
-    return {"learning_rate": config.learning_rate, "momentum": momentum}
+    """The hyperparameters a grid may vary: the learning rate and mu_max (or mu_0 for RNNs)."""
+    mu_name = "mu_0" if config.schedule == "rnn" else "mu_max"
+    return {"learning_rate": config.learning_rate, mu_name: getattr(config, mu_name)}
 
 
 def make_optimizer(
@@ -65,7 +65,8 @@ def make_optimizer(
     ``hparams`` (possibly traced) replaces the config's learning rate and momentum parameter.
     """
     hparams = hparams or hyperparameters(config)
-    learning_rate, mu = hparams["learning_rate"], hparams["momentum"]
+    learning_rate = hparams["learning_rate"]
+    mu = hparams["mu_0" if config.schedule == "rnn" else "mu_max"]
     if config.schedule == "rnn":
         momentum = nagmom.schedules.rnn_momentum(
             mu, warmup_steps=config.warmup_steps, warmup_value=config.warmup_momentum
@@ -128,7 +129,7 @@ def init_state(
 
 
 def grid_members(config: settings.Config, grid: dict[str, Sequence[float]] | None) -> list[dict]:
-    """The members of a run: the product of ``grid`` values ("learning_rate", "momentum",
+    """The members of a run: the product of ``grid`` values ("learning_rate", "mu_max" or "mu_0",
     "seed") over the config's own values; ``None`` is the config's single run."""
     base = {**hyperparameters(config.optimizer), "seed": config.run.seed}
     members = [base]
@@ -217,7 +218,8 @@ def train(
 
     step_kwargs = {"task": task, "config": config, "total_steps": run.steps}
     hparams = {
-        k: jnp.asarray([m[k] for m in members], jnp.float32) for k in ("learning_rate", "momentum")
+        k: jnp.asarray([m[k] for m in members], jnp.float32)
+        for k in hyperparameters(config.optimizer)
     }
     seeds = jnp.asarray([m["seed"] for m in members])
     init = functools.partial(init_state, task, config, run.steps)

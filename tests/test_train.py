@@ -178,7 +178,11 @@ def test_shipped_configs_parse():
     paths = sorted((cli.REPO / "configs").glob("*.toml"))
     assert len(paths) >= 4
     for path in paths:
-        kind = settings.RnnConfig if path.name.startswith("rnn_") else settings.Config
+        kind = settings.Config
+        if path.name.startswith("rnn_"):
+            kind = settings.RnnConfig
+        elif path.name.startswith("table1_"):
+            kind = settings.TableConfig
         settings.load(path, kind=kind)
 
 
@@ -293,3 +297,60 @@ def test_grid_runs_as_one_program_and_equals_single_runs(tmp_path):
     assert members[0]["train_error"] != members[2]["train_error"]
     rows = report.read_metrics(tmp_path / "grid" / "metrics.jsonl")
     assert {r["member"] for r in rows} == {0, 1, 2, 3}
+
+
+def test_best_cells_picks_lowest_finite_mean_error():
+    import tables
+
+    members = [
+        {"mu_max": 0.9, "learning_rate": 0.1, "seed": 0, "train_error": float("nan")},
+        {"mu_max": 0.9, "learning_rate": 0.01, "seed": 0, "train_error": 2.0},
+        {"mu_max": 0.9, "learning_rate": 0.01, "seed": 1, "train_error": 4.0},
+        {"mu_max": 0.9, "learning_rate": 0.001, "seed": 0, "train_error": 2.5},
+        {"mu_max": 0.9, "learning_rate": 0.001, "seed": 1, "train_error": 2.5},
+        {"mu_max": 0.99, "learning_rate": 0.1, "seed": 0, "train_error": float("nan")},
+    ]
+    cells = tables.best_cells(members, "nag")
+    assert [(c["mu_max"], c["learning_rate"]) for c in cells] == [(0.9, 0.001), (0.99, None)]
+    assert cells[0]["train_error"] == 2.5 and np.isnan(cells[1]["train_error"])
+    assert tables.paper_value("curves", "nag", 0.999) == 0.074
+    assert tables.paper_value("mnist", "sgd", 0.0) == 2.1
+    assert tables.paper_value("curves", "nag", 0.5) is None
+
+
+def test_table1_on_a_tiny_grid(tmp_path, capsys):
+    import table1
+
+    raw = {
+        **TINY,
+        "run": {**TINY["run"], "steps": 40},
+        "table": {"optimizers": ["sgd", "nag"], "mu_maxes": [0.9, 0.99],
+                  "learning_rates": [0.001, 0.005], "seeds": [0]},
+    }  # fmt: skip
+    path = tmp_path / "table.toml"
+    path.write_text(_toml(raw))
+    out = tmp_path / "out"
+    assert table1.main(["--config", str(path), "--out", str(out), "--no-progress"]) == 0
+    result = json.loads((out / "table1.json").read_text())
+    assert [(c["optimizer"], c["mu_max"]) for c in result["cells"]] == [
+        ("sgd", 0.0), ("nag", 0.9), ("nag", 0.99)
+    ]  # fmt: skip
+    for cell in result["cells"]:
+        assert cell["learning_rate"] in (0.001, 0.005)
+        assert cell["train_error"] == min(cell["errors_by_learning_rate"].values())
+    nag = report.read_metrics(out / "nag" / "metrics.jsonl")
+    assert len({r["member"] for r in nag}) == 4  # one program: 2 momenta x 2 learning rates
+    table = (out / "table1.md").read_text()
+    assert "| CURVES | SGD | NAG 0.9 | NAG 0.99 |" in table and "0.48" in table
+    assert (out / "table1.png").stat().st_size > 1000
+    assert "NAG 0.99" in capsys.readouterr().out
+
+
+def _toml(raw):
+    def value(v):
+        return json.dumps(v) if not isinstance(v, bool) else str(v).lower()
+
+    return "\n".join(
+        f"[{table}]\n" + "\n".join(f"{k} = {value(v)}" for k, v in values.items())
+        for table, values in raw.items()
+    )

@@ -1,0 +1,146 @@
+"""The paper's Table 1: every optimizer x momentum x learning rate, the best learning rate per cell.
+
+Each optimizer's column group runs as one compiled program: its learning rates, momenta and seeds
+are the members of one ``jax.vmap`` grid (see ``train.train``). Each group's run directory is
+resumable like any other run.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import report
+import settings
+import train
+
+# Sutskever et al. (2013), Table 1: train error, best learning rate per cell, 750,000 updates.
+PAPER_TABLE1 = {
+    "curves": {"sgd": 0.48, "nag": [0.16, 0.096, 0.091, 0.074], "cm": [0.15, 0.10, 0.10, 0.10]},
+    "mnist": {"sgd": 2.1, "nag": [1.0, 0.73, 0.75, 0.80], "cm": [1.0, 0.77, 0.84, 0.90]},
+    "faces": {"sgd": 36.4, "nag": [14.2, 8.5, 7.8, 7.7], "cm": [15.3, 8.7, 8.3, 9.3]},
+}
+PAPER_MU_MAXES = (0.9, 0.99, 0.995, 0.999)
+
+
+def best_cells(members: list[dict[str, Any]], optimizer: str) -> list[dict[str, Any]]:
+    """One cell per momentum: the learning rate with the lowest mean final train error.
+
+    Members whose error is not finite (diverged) never win; a cell where every learning rate
+    diverged reports NaN.
+    """
+    cells = []
+    momenta = [None] if optimizer == "sgd" else sorted({m["mu_max"] for m in members})
+    for mu in momenta:
+        mine = [m for m in members if mu is None or m["mu_max"] == mu]
+        by_lr: dict[float, list[float]] = {}
+        for m in mine:
+            by_lr.setdefault(m["learning_rate"], []).append(float(m["train_error"]))
+        means = {lr: float(np.mean(errors)) for lr, errors in by_lr.items()}
+        finite = {lr: e for lr, e in means.items() if math.isfinite(e)}
+        best = min(finite, key=finite.get) if finite else None
+        cells.append({
+            "optimizer": optimizer,
+            "mu_max": 0.0 if mu is None else mu,
+            "learning_rate": best,
+            "train_error": finite[best] if finite else math.nan,
+            "errors_by_learning_rate": means,
+        })  # fmt: skip
+    return cells
+
+
+def paper_value(dataset: str, optimizer: str, mu_max: float) -> float | None:
+    """The paper's Table 1 value for a cell, if the paper has that cell."""
+    row = PAPER_TABLE1.get(dataset, {})
+    if optimizer == "sgd":
+        return row.get("sgd")
+    for mu, value in zip(PAPER_MU_MAXES, row.get(optimizer, []), strict=False):
+        if math.isclose(mu, mu_max):
+            return value
+    return None
+
+
+def markdown(dataset: str, cells: list[dict[str, Any]], steps: int) -> str:
+    """The table in the paper's layout: ours, the paper's, and the learning rate we picked."""
+    headers = [
+        "SGD" if c["optimizer"] == "sgd" else f"{c['optimizer'].upper()} {c['mu_max']:g}"
+        for c in cells
+    ]
+    ours = [f"{c['train_error']:.4g}" for c in cells]
+    paper = [_format(paper_value(dataset, c["optimizer"], c["mu_max"])) for c in cells]
+    rates = [_format(c["learning_rate"]) for c in cells]
+    lines = [
+        f"| {dataset.upper()} | " + " | ".join(headers) + " |",
+        "|---" * (len(cells) + 1) + "|",
+        f"| ours, {steps:,} updates | " + " | ".join(ours) + " |",
+        "| paper, 750,000 updates | " + " | ".join(paper) + " |",
+        "| our best learning rate | " + " | ".join(rates) + " |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _format(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def run_table1(config: settings.TableConfig, workdir: Path, *, progress: bool = True) -> dict:
+    """Runs Table 1 for ``config``'s dataset; writes ``table1.md``, ``table1.json`` and a PNG."""
+    workdir = Path(workdir)
+    task = train.build_task(config.experiment(config.table.optimizers[0]))
+    grid_spec = config.table
+    cells, seconds = [], 0.0
+    for optimizer in grid_spec.optimizers:
+        grid = {"learning_rate": grid_spec.learning_rates, "seed": grid_spec.seeds}
+        if optimizer != "sgd":
+            grid = {"mu_max": grid_spec.mu_maxes, **grid}
+        summary = train.train(
+            task, config.experiment(optimizer), workdir / optimizer, grid=grid, progress=progress
+        )
+        seconds += summary["seconds"]
+        cells += best_cells(summary["members"], optimizer)
+    dataset = config.data.dataset
+    result = {
+        "dataset": dataset,
+        "steps": config.run.steps,
+        "seconds": seconds,
+        "cells": [{**c, "paper": paper_value(dataset, c["optimizer"], c["mu_max"])} for c in cells],
+        "environment": report.environment(),
+    }
+    report.write_json(workdir / "table1.json", result)
+    (workdir / "table1.md").write_text(markdown(dataset, cells, config.run.steps))
+    _plot_best_curves(workdir, cells, dataset)
+    return result
+
+
+def _plot_best_curves(workdir: Path, cells: list[dict[str, Any]], dataset: str) -> None:
+    """One PNG with the train-error curve of each cell's best learning rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for cell in cells:
+        if cell["learning_rate"] is None:
+            continue
+        rows = report.read_metrics(workdir / cell["optimizer"] / "metrics.jsonl")
+        mine = [
+            r
+            for r in rows
+            if r["learning_rate"] == cell["learning_rate"]
+            and (cell["optimizer"] == "sgd" or r["mu_max"] == cell["mu_max"])
+            and r["seed"] == rows[0]["seed"]
+        ]
+        label = "SGD" if cell["optimizer"] == "sgd" else f"{cell['optimizer']} {cell['mu_max']:g}"
+        ax.plot([r["step"] for r in mine], [float(r["train_error"]) for r in mine], label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("update")
+    ax.set_ylabel("train error")
+    ax.set_title(f"{dataset.upper()}: best learning rate per cell")
+    ax.legend(fontsize="small", ncol=3)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(workdir / "table1.png", dpi=100)
+    plt.close(fig)
