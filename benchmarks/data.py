@@ -274,6 +274,29 @@ def _sha256_mismatch(path: pathlib.Path, expected: str) -> str | None:
     return None if actual == expected else f"sha256 {actual} (expected {expected})"
 
 
+def _fetch_missing(
+    path: pathlib.Path,
+    *,
+    download: bool,
+    mirrors: tuple[str, ...],
+    verify: Callable[[pathlib.Path], str | None],
+    wanted: str,
+) -> None:
+    """Downloads the missing file ``path`` (see :func:`_download`), or says what to do."""
+    if not download:
+        raise DataError(
+            f"{path} is missing; pass --data-dir pointing to a folder with {wanted}, "
+            f"or allow downloading from one of {', '.join(mirrors)}."
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(
+            f"{path.parent}: cannot create the data folder ({e}); pass --data-dir."
+        ) from e
+    _download(path.name, path, mirrors=mirrors, verify=verify, wanted=wanted)
+
+
 def _download(
     name: str,
     dest: pathlib.Path,
@@ -359,20 +382,9 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, download: bool = Tr
         if path.exists():
             _check_sha256(path, expected)
             continue
-        if not download:
-            raise DataError(
-                f"{path} is missing; pass --data-dir pointing to a folder with {_MNIST_WANTED}, "
-                f"or allow downloading from one of {', '.join(MNIST_MIRRORS)}."
-            )
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise DataError(
-                f"{folder}: cannot create the data folder ({e}); pass --data-dir."
-            ) from e
-        _download(
-            name,
+        _fetch_missing(
             path,
+            download=download,
             mirrors=MNIST_MIRRORS,
             verify=functools.partial(_sha256_mismatch, expected=expected),
             wanted=_MNIST_WANTED,
@@ -614,20 +626,9 @@ def load_olivetti(
         folder = pathlib.Path(data_dir).expanduser()
     path = folder / OLIVETTI_FILE
     if not path.exists():
-        if not download:
-            raise DataError(
-                f"{path} is missing; pass --data-dir pointing to a folder with {_OLIVETTI_WANTED}, "
-                f"or allow downloading from one of {', '.join(OLIVETTI_MIRRORS)}."
-            )
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise DataError(
-                f"{folder}: cannot create the data folder ({e}); pass --data-dir."
-            ) from e
-        _download(
-            OLIVETTI_FILE,
+        _fetch_missing(
             path,
+            download=download,
             mirrors=OLIVETTI_MIRRORS,
             verify=_olivetti_mismatch,
             wanted=_OLIVETTI_WANTED,

@@ -101,17 +101,20 @@ def memorization(
 
 
 def _arithmetic_error(outputs: jax.Array, batch: SequenceBatch) -> jax.Array:
-    """Fraction of sequences whose read-out is off by more than ``ERROR_TOLERANCE``."""
-    prediction = jnp.sum(outputs[..., 0] * batch.mask, axis=0)
+    """Fraction of sequences whose read-out is off by more than ``ERROR_TOLERANCE`` (or NaN)."""
+    read_out = batch.mask.astype(bool)
+    prediction = jnp.sum(jnp.where(read_out, outputs[..., 0], 0.0), axis=0)
     target = jnp.sum(batch.targets[..., 0] * batch.mask, axis=0)
-    return jnp.mean(jnp.abs(prediction - target) > ERROR_TOLERANCE)
+    return jnp.mean(~(jnp.abs(prediction - target) <= ERROR_TOLERANCE))
 
 
 def _memorization_error(outputs: jax.Array, batch: SequenceBatch, num_chars: int) -> jax.Array:
     """Fraction of the last ``num_chars`` outputs whose argmax is not the target symbol."""
-    predicted = jnp.argmax(outputs[-num_chars:], axis=-1)
+    recalled = outputs[-num_chars:]
+    predicted = jnp.argmax(recalled, axis=-1)
     expected = jnp.argmax(batch.targets[-num_chars:], axis=-1)
-    return jnp.mean(predicted != expected)
+    finite = jnp.all(jnp.isfinite(recalled), axis=-1)
+    return jnp.mean((predicted != expected) | ~finite)
 
 
 def _arithmetic_problem(length: int, op) -> Problem:

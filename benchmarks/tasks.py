@@ -21,28 +21,41 @@ from data import Dataset
 class Task(NamedTuple):
     """Pure, jit-able pieces of one experiment.
 
-    ``data`` is a pytree of device arrays passed to ``sample_batch`` and ``evaluate`` as an
-    argument (not baked into the compiled program as a constant).
+    ``data`` is a pytree of device arrays passed to ``batch_plan``, ``sample_batch`` and
+    ``evaluate`` as an argument (not baked into the compiled program as a constant). Once per
+    compiled chunk, ``batch_plan`` computes what every step of the chunk needs to draw its
+    minibatch (rows or keys, leading axis = step), so per-step work stays small.
     """
 
     name: str
     metric: str  # the key of ``evaluate`` that the progress bar, plot and summary lead with
     info: dict[str, Any]  # what identifies the run in its summary (dataset, model, ...)
     init_params: Callable[[jax.Array], Any]  # key -> params
-    sample_batch: Callable[[Any, jax.Array, jax.Array], Any]  # (data, key, step) -> batch
+    batch_plan: Callable[[Any, jax.Array, jax.Array, int], Any]  # (data, key, start, length)
+    sample_batch: Callable[[Any, Any], Any]  # (data, one step of the plan) -> batch
     loss: Callable[[Any, Any], jax.Array]  # (params, batch) -> mean loss over the batch
     evaluate: Callable[[Any, Any], dict[str, jax.Array]]  # (params, data) -> {"train_error": ...}
     data: Any
 
 
-def _epoch_batch(cases: jax.Array, key: jax.Array, step: jax.Array, batch_size: int) -> jax.Array:
-    """Minibatch ``step``: epochs of a fresh permutation each, the remainder dropped."""
-    num_cases = cases.shape[0]
+def _epoch_rows(
+    num_cases: int, key: jax.Array, start: jax.Array, length: int, batch_size: int
+) -> jax.Array:
+    """Rows of the minibatches of steps ``start .. start + length - 1``, shape (length, batch).
+
+    Every epoch is a fresh permutation of the cases (``fold_in(key, epoch)``), cut into
+    ``num_cases // batch_size`` minibatches; the remainder of each permutation is dropped. Only the
+    permutations of the epochs this chunk touches are computed.
+    """
     batches_per_epoch = num_cases // batch_size
-    epoch, index = jnp.divmod(step, batches_per_epoch)
-    order = jax.random.permutation(jax.random.fold_in(key, epoch), num_cases)
-    rows = jax.lax.dynamic_slice_in_dim(order, index * batch_size, batch_size)
-    return cases[rows]
+    first_epoch = start // batches_per_epoch
+    num_epochs = length // batches_per_epoch + 2
+    epochs = first_epoch + jnp.arange(num_epochs)
+    orders = jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(key, e), num_cases))(
+        epochs
+    )
+    rows = orders[:, : batches_per_epoch * batch_size].reshape(-1, batch_size)
+    return jax.lax.dynamic_slice_in_dim(rows, start - first_epoch * batches_per_epoch, length)
 
 
 def autoencoder(config: settings.Config, dataset: Dataset) -> Task:
@@ -73,8 +86,11 @@ def autoencoder(config: settings.Config, dataset: Dataset) -> Task:
     def init_params(key):
         return model.init(key, jnp.zeros((1, input_size), jnp.float32))["params"]
 
-    def sample_batch(data, key, step):
-        return _epoch_batch(data["train"], key, step, batch_size)
+    def batch_plan(data, key, start, length):
+        return _epoch_rows(data["train"].shape[0], key, start, length, batch_size)
+
+    def sample_batch(data, rows):
+        return data["train"][rows]
 
     def loss(params, batch):
         if logistic:
@@ -96,7 +112,15 @@ def autoencoder(config: settings.Config, dataset: Dataset) -> Task:
     data = {"train": jnp.asarray(dataset.train), "test": jnp.asarray(dataset.test)}
     info = {"dataset": config.data.dataset, "model": config.model.name}
     return Task(
-        config.data.dataset, "train_error", info, init_params, sample_batch, loss, evaluate, data
+        config.data.dataset,
+        "train_error",
+        info,
+        init_params,
+        batch_plan,
+        sample_batch,
+        loss,
+        evaluate,
+        data,
     )
 
 
@@ -129,9 +153,13 @@ def sequence(config: settings.RnnConfig) -> Task:
     def init_params(key):
         return model.init(key, test.inputs[:, :1])["params"]
 
-    def sample_batch(data, key, step):
+    def batch_plan(data, key, start, length):
         del data
-        return problem.sample(jax.random.fold_in(key, step), batch_size)
+        return jax.vmap(lambda t: jax.random.fold_in(key, t))(start + jnp.arange(length))
+
+    def sample_batch(data, key):
+        del data
+        return problem.sample(key, batch_size)
 
     def loss_and_outputs(params, batch):
         outputs = model.apply({"params": params}, batch.inputs)
@@ -150,4 +178,6 @@ def sequence(config: settings.RnnConfig) -> Task:
 
     info = {"task": config.data.task, "length": config.data.length}
     name = f"{config.data.task} T={config.data.length}"
-    return Task(name, "zero_one_error", info, init_params, sample_batch, loss, evaluate, test)
+    return Task(
+        name, "zero_one_error", info, init_params, batch_plan, sample_batch, loss, evaluate, test
+    )

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from typing import NamedTuple
 
-import data
+import data as data_lib
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -93,21 +93,34 @@ def eval_params(state: TrainState, optimizer_name: str) -> Any:
 
 
 def train_step(
-    state: TrainState, data: Any, *, task: tasks.Task, config: settings.Config, total_steps: int
+    state: TrainState,
+    data: Any,
+    plan: Any,
+    *,
+    task: tasks.Task,
+    config: settings.Config,
+    total_steps: int,
 ) -> tuple[TrainState, jax.Array]:
-    """One update on one minibatch; returns the new state and the minibatch loss."""
+    """One update on the minibatch that ``plan`` (this step's part of the chunk's batch plan)
+    draws; returns the new state and the minibatch loss."""
     tx, _ = make_optimizer(config.optimizer, total_steps, state.hparams)
-    batch = task.sample_batch(data, jax.random.wrap_key_data(state.rng), state.step)
+    batch = task.sample_batch(data, plan)
     loss, grads = jax.value_and_grad(task.loss)(state.params, batch)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return state._replace(step=state.step + 1, params=params, opt_state=opt_state), loss
 
 
+def batch_plan(state: TrainState, data: Any, task: tasks.Task, length: int) -> Any:
+    """What the next ``length`` steps need to draw their minibatches (leading axis = step)."""
+    return task.batch_plan(data, jax.random.wrap_key_data(state.rng), state.step, length)
+
+
 def train_chunk(state: TrainState, data: Any, *, length: int, **step_kwargs: Any):
     """``length`` steps in one ``lax.scan``; returns the state and the mean minibatch loss."""
+    plan = batch_plan(state, data, step_kwargs["task"], length)
     step = functools.partial(train_step, **step_kwargs)
-    state, losses = jax.lax.scan(lambda s, _: step(s, data), state, None, length=length)
+    state, losses = jax.lax.scan(lambda s, p: step(s, data, p), state, plan)
     return state, losses.mean()
 
 
@@ -372,7 +385,7 @@ def build_task(config: settings.Config | settings.RnnConfig) -> tasks.Task:
     """The task of ``config``, with its data loaded."""
     if isinstance(config, settings.RnnConfig):
         return tasks.sequence(config)
-    dataset = data.load_dataset(
+    dataset = data_lib.load_dataset(
         config.data.dataset,
         data_dir=config.data.data_dir,
         seed=config.data.seed,

@@ -39,11 +39,6 @@ from optax import GradientTransformationExtraArgs
 
 from nagmom import _hyperparams
 
-_REFERENCE = (
-    "Sutskever, Martens, Dahl & Hinton, `On the importance of initialization and momentum in "
-    "deep learning <https://proceedings.mlr.press/v28/sutskever13.html>`_, ICML 2013"
-)
-
 
 class MomentumState(NamedTuple):
     """State of :func:`momentum`: the velocity :math:`v_t`, in parameter units."""
@@ -141,7 +136,7 @@ def _momentum_transform(
             return -learning_rate_fn(count)
 
     if accumulator_dtype is not None:
-        accumulator_dtype = jnp.dtype(accumulator_dtype)
+        accumulator_dtype = jax.dtypes.canonicalize_dtype(accumulator_dtype)
         if not jnp.issubdtype(accumulator_dtype, jnp.inexact):
             raise ValueError(
                 f"accumulator_dtype must be a floating-point or complex dtype, got "

@@ -127,6 +127,7 @@ def with_final_phase(
 
     def capped(count: jax.typing.ArrayLike) -> jax.Array:
         value = jnp.asarray(schedule(count))
+        value = value.astype(jnp.promote_types(value.dtype, jnp.float32))
         cap = jnp.asarray(final_value, value.dtype)
         return jnp.where(count >= final_start, jnp.minimum(value, cap), value)
 

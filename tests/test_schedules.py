@@ -77,6 +77,11 @@ def test_with_final_phase_keeps_lower_momentum():
     np.testing.assert_allclose(early(jnp.array([199, 200, 300, 1199])), [0.5, 0.5, 0.75, 0.9])
 
 
+def test_with_final_phase_of_an_integer_schedule_is_not_truncated():
+    mu = schedules.with_final_phase(lambda t: jnp.ones_like(t), total_steps=10, final_steps=5)
+    np.testing.assert_allclose(mu(jnp.arange(10)), [1.0] * 5 + [0.9] * 5, rtol=1e-7)
+
+
 def test_with_final_phase_longer_than_run_covers_everything():
     mu = schedules.with_final_phase(lambda t: 0.99, total_steps=10, final_steps=100)
     np.testing.assert_allclose(mu(jnp.arange(10)), 0.9)

@@ -80,6 +80,8 @@ def test_arithmetic_error_counts_sequences_off_by_more_than_0_04():
     # Off-mask outputs do not count, however wrong.
     noise = 100.0 * (1 - batch.mask[..., None])
     assert float(problem.zero_one_error(exact + offsets + noise, batch)) == 0.5
+    # A diverged network (NaN outputs) is wrong, not right.
+    assert float(problem.zero_one_error(jnp.full_like(exact, jnp.nan), batch)) == 1.0
 
 
 def test_memorization_error_counts_only_recalled_symbols():
@@ -91,3 +93,4 @@ def test_memorization_error_counts_only_recalled_symbols():
     assert float(problem.zero_one_error(wrong_blanks, batch)) == 0.0
     one_wrong = outputs.at[-1, 0].set(jnp.roll(outputs[-1, 0], 1))  # 1 of 4 x 5 symbols
     assert float(problem.zero_one_error(one_wrong, batch)) == pytest.approx(1 / 20)
+    assert float(problem.zero_one_error(jnp.full_like(outputs, jnp.nan), batch)) == 1.0

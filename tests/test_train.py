@@ -6,6 +6,7 @@ import json
 
 import autoencoder
 import jax
+import jax.numpy as jnp
 import models
 import numpy as np
 import pytest
@@ -85,9 +86,10 @@ def test_scan_chunks_equal_single_steps():
     kwargs = {"task": task, "config": config, "total_steps": 100}
     state = train.init_state(task, config, 100, train.hyperparameters(config.optimizer), seed=3)
     scanned, _ = jax.jit(lambda s: train.train_chunk(s, task.data, length=7, **kwargs))(state)
-    step = jax.jit(lambda s: train.train_step(s, task.data, **kwargs)[0])
-    for _ in range(7):
-        state = step(state)
+    plan = train.batch_plan(state, task.data, task, 7)
+    step = jax.jit(lambda s, p: train.train_step(s, task.data, p, **kwargs)[0])
+    for t in range(7):
+        state = step(state, jax.tree.map(lambda x, t=t: x[t], plan))
     assert int(scanned.step) == int(state.step) == 7
     for a, b in zip(jax.tree.leaves(scanned.params), jax.tree.leaves(state.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -353,4 +355,71 @@ def _toml(raw):
     return "\n".join(
         f"[{table}]\n" + "\n".join(f"{k} = {value(v)}" for k, v in values.items())
         for table, values in raw.items()
+    )
+
+
+@pytest.mark.parametrize("start, length", [(0, 7), (3, 10), (9, 25), (20, 1)])
+def test_minibatch_rows_are_epoch_permutations(start, length):
+    import tasks
+
+    num_cases, batch = 23, 5  # 4 batches per epoch, 3 cases dropped from each permutation
+    key = jax.random.key(0)
+    rows = np.asarray(tasks._epoch_rows(num_cases, key, jnp.asarray(start), length, batch))
+    assert rows.shape == (length, batch)
+    for i, step in enumerate(range(start, start + length)):
+        epoch, index = divmod(step, 4)
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), num_cases))
+        np.testing.assert_array_equal(rows[i], order[index * batch : (index + 1) * batch])
+    # Within an epoch no case repeats; successive epochs are ordered differently.
+    epoch = np.asarray(tasks._epoch_rows(num_cases, key, jnp.asarray(0), 8, batch))
+    assert len(set(epoch[:4].ravel())) == 20 and len(set(epoch[4:].ravel())) == 20
+    assert not np.array_equal(epoch[:4], epoch[4:])
+
+
+def test_autoencoder_errors_match_numpy():
+    import tasks
+
+    config = _config(**{"run.eval_batch_size": 64})  # 150 cases: not a multiple of 64
+    rng = np.random.default_rng(0)
+    dataset = Dataset(rng.random((150, 784), np.float32), rng.random((70, 784), np.float32))
+    task = tasks.autoencoder(config, dataset)
+    params = task.init_params(jax.random.key(0))
+    errors = jax.jit(task.evaluate)(params, task.data)
+
+    def numpy_error(x):
+        h = np.asarray(x, np.float64)
+        layers = list(params.values())
+        for i, layer in enumerate(layers):
+            h = h @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"], np.float64)
+            if i != len(layers) // 2 - 1:  # every layer but the linear code layer is logistic
+                h = 1 / (1 + np.exp(-h))
+        return np.mean(np.sum((h - x) ** 2, axis=1))
+
+    np.testing.assert_allclose(errors["train_error"], numpy_error(dataset.train), rtol=1e-5)
+    np.testing.assert_allclose(errors["test_error"], numpy_error(dataset.test), rtol=1e-5)
+
+
+def test_logged_errors_are_at_theta(tmp_path):
+    config = _config(**{"run.steps": 40})
+    task = train.build_task(config)
+    summary = train.train(task, config, tmp_path, progress=False)
+    state = train.init_state(task, config, 40, train.hyperparameters(config.optimizer), 0)
+    kwargs = {"task": task, "config": config, "total_steps": 40}
+    state, _ = jax.jit(lambda s: train.train_chunk(s, task.data, length=40, **kwargs))(state)
+    theta = nagmom.nesterov_eval_params(state.params, state.opt_state)
+    np.testing.assert_allclose(
+        summary["train_error"], task.evaluate(theta, task.data)["train_error"], rtol=1e-6
+    )
+    assert not np.isclose(
+        summary["train_error"], task.evaluate(state.params, task.data)["train_error"], rtol=1e-6
+    )
+
+
+def test_final_phase_reaches_the_harness_schedule():
+    config = settings.from_dict(
+        TINY, {"optimizer.stage_length": 10, "optimizer.final_steps": 20, "run.steps": 100}
+    )
+    _, momentum = train.make_optimizer(config.optimizer, total_steps=100)
+    np.testing.assert_allclose(
+        [momentum(t) for t in (0, 10, 79, 80, 99)], [0.5, 0.75, 0.9375, 0.9, 0.9], rtol=1e-6
     )
