@@ -184,6 +184,8 @@ class _Checkpoints:
 
 def _chunk_lengths(start: int, total: int, every: int) -> list[int]:
     """Chunks from ``start`` to ``total`` that end on multiples of ``every`` (and at ``total``)."""
+    if start >= total:
+        return []
     ends = [s for s in range(every, total, every) if s > start] + [total]
     return [b - a for a, b in zip([start] + ends[:-1], ends, strict=True)]
 
