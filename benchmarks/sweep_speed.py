@@ -1,0 +1,90 @@
+"""Measures a learning-rate sweep run as one vmapped program against the same runs one by one.
+
+    python benchmarks/sweep_speed.py --config configs/table1_curves.toml --steps 200
+
+Both sides run the harness's own compiled chunk (``train.train_chunk``) on the same task, with
+the same members, interleaved over ``--repeats`` repetitions in one process; the median times and
+their ratio are printed and written to ``sweep_speed.json`` with the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import report
+import settings
+import train
+
+
+def _timed(fn, *args) -> float:
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=Path("configs/table1_curves.toml"))
+    parser.add_argument("--steps", type=int, default=200, help="updates per timed run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("runs/sweep_speed"))
+    args = parser.parse_args(argv)
+    try:
+        table = settings.load(args.config, kind=settings.TableConfig)
+    except settings.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    config = table.experiment("nag")
+    task = train.build_task(config)
+    learning_rates = table.table.learning_rates
+    hparams = train.hyperparameters(config.optimizer)
+    members = {
+        "learning_rate": np.asarray(learning_rates, np.float32),
+        "mu_max": np.full(len(learning_rates), hparams["mu_max"], np.float32),
+    }
+    seeds = np.zeros(len(learning_rates), np.int32)
+    init = functools.partial(train.init_state, task, config, args.steps)
+    chunk = functools.partial(
+        train.train_chunk, length=args.steps, task=task, config=config, total_steps=args.steps
+    )
+    grid_init = jax.jit(jax.vmap(init))
+    grid_chunk = jax.jit(jax.vmap(chunk, in_axes=(0, None)))
+    one_init, one_chunk = jax.jit(init), jax.jit(chunk)
+
+    def run_grid():
+        return grid_chunk(grid_init(members, seeds), task.data)
+
+    def run_sequential():
+        return [
+            one_chunk(one_init({k: v[i] for k, v in members.items()}, seeds[i]), task.data)
+            for i in range(len(learning_rates))
+        ]
+
+    run_grid(), run_sequential()  # compile both
+    grid_times, sequential_times = [], []
+    for _ in range(args.repeats):
+        grid_times.append(_timed(run_grid))
+        sequential_times.append(_timed(run_sequential))
+    result = {
+        "members": len(learning_rates),
+        "steps": args.steps,
+        "dataset": config.data.dataset,
+        "grid_seconds": float(np.median(grid_times)),
+        "sequential_seconds": float(np.median(sequential_times)),
+        "environment": report.environment(),
+    }
+    result["speedup"] = result["sequential_seconds"] / result["grid_seconds"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    report.write_json(args.out / "sweep_speed.json", result)
+    print(report.format_summary(result, list(result)[:-2] + ["speedup"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
