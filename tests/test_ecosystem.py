@@ -8,10 +8,6 @@ fail.
 from __future__ import annotations
 
 import math
-import os
-import pathlib
-import subprocess
-import sys
 import textwrap
 import warnings
 
@@ -23,6 +19,7 @@ import optax
 import pytest
 import reference
 from flax import nnx
+from multidevice import run_on_four_cpu_devices
 
 import nagmom
 from nagmom import schedules
@@ -635,22 +632,7 @@ _SHARDING_SCRIPT = textwrap.dedent(
 
 
 def test_state_keeps_each_parameters_sharding_on_four_devices():
-    # Device count is fixed at JAX start-up, so four host devices need a fresh process.
-    root = pathlib.Path(__file__).resolve().parents[1]
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
-    result = subprocess.run(
-        [sys.executable, "-c", _SHARDING_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("OK")
+    run_on_four_cpu_devices(_SHARDING_SCRIPT)
 
 
 @pytest.mark.parametrize("name", list(ALL_TRANSFORMS))

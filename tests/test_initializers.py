@@ -1,10 +1,6 @@
 """Tests for `nagmom.initializers.sparse`, the sparse initialization of Martens (2010)."""
 
 import math
-import os
-import pathlib
-import subprocess
-import sys
 import textwrap
 
 import flax.linen as nn
@@ -16,6 +12,7 @@ from flax import nnx
 from jax.sharding import AxisType
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
+from multidevice import run_on_four_cpu_devices
 from scipy import stats
 
 from nagmom import initializers
@@ -375,22 +372,7 @@ _MULTI_DEVICE_SCRIPT = textwrap.dedent(
 
 
 def test_out_sharding_column_sharded_over_four_devices():
-    # Device count is fixed at JAX start-up, so four host devices need a fresh process.
-    root = pathlib.Path(__file__).resolve().parents[1]
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
-    result = subprocess.run(
-        [sys.executable, "-c", _MULTI_DEVICE_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("OK")
+    run_on_four_cpu_devices(_MULTI_DEVICE_SCRIPT)
 
 
 # --- echo_state ---------------------------------------------------------------------------------
