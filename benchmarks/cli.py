@@ -102,3 +102,29 @@ def main(
     show = show or (lambda s: report.format_summary(s, summary_keys))
     print(show({**summary, "out": str(out)}))
     return 0
+
+
+def table_main(
+    argv: Sequence[str] | None, *, number: int, runner: Callable[..., dict[str, Any]]
+) -> int:
+    """The command line of ``table<number>.py``: ``--dataset`` picks the reduced config."""
+    import tables
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--dataset", choices=("curves", "mnist", "faces"), default="curves")
+    known, rest = pre.parse_known_args(argv)
+    show = (
+        (lambda r: tables.markdown(r["dataset"], r["cells"], r["steps"]))
+        if number == 1
+        else tables.variants_markdown
+    )
+    return main(
+        rest,
+        description=f"Reproduces Table {number} of Sutskever et al. (2013). --dataset "
+        "{curves,mnist,faces} picks configs/table1_<dataset>.toml (reduced scale).",
+        default_config=REPO / "configs" / f"table1_{known.dataset}.toml",
+        kind=settings.TableConfig,
+        extra_flags=[("data_dir", str, "directory of the data files", "data.data_dir")],
+        runner=runner,
+        show=lambda r: show(r) + f"\n{r['seconds']:.0f} s; outputs in {r['out']}",
+    )

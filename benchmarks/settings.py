@@ -312,7 +312,9 @@ def _build(cls: type, table: str, values: dict[str, Any], source: str) -> Any:
     missing = [
         name
         for name, field in fields.items()
-        if name not in values and field.default is dataclasses.MISSING
+        if name not in values
+        and field.default is dataclasses.MISSING
+        and field.default_factory is dataclasses.MISSING
     ]
     if missing:
         raise ConfigError(f"{source}: missing key {table}.{missing[0]}.")

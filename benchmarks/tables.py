@@ -1,12 +1,15 @@
-"""The paper's Table 1: every optimizer x momentum x learning rate, the best learning rate per cell.
+"""The paper's Tables 1-3: grids of runs, the best learning rate per cell, the paper beside us.
 
-Each optimizer's column group runs as one compiled program: its learning rates, momenta and seeds
-are the members of one ``jax.vmap`` grid (see ``train.train``). Each group's run directory is
-resumable like any other run.
+Table 1: every optimizer x momentum x learning rate. Table 2: NAG without and with the final
+low-momentum phase. Table 3: NAG with the sparse initialization's scale multiplied by 0.25 .. 4.
+Each column group runs as one compiled program: its learning rates, momenta and seeds are the
+members of one ``jax.vmap`` grid (see ``train.train``), and its run directory is resumable like any
+other run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,11 @@ PAPER_TABLE1 = {
     "faces": {"sgd": 36.4, "nag": [14.2, 8.5, 7.8, 7.7], "cm": [15.3, 8.7, 8.3, 9.3]},
 }
 PAPER_MU_MAXES = (0.9, 0.99, 0.995, 0.999)
+# Table 2: NAG without / with the final mu = 0.9 phase.
+PAPER_TABLE2 = {"curves": (0.096, 0.074), "mnist": (1.2, 0.73), "faces": (10.83, 7.7)}
+# Table 3: NAG on CURVES with the sparse initialization's scale times 0.25, 0.5, 1, 2, 4.
+INIT_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
+PAPER_TABLE3 = {"curves": (16.0, 16.0, 0.074, 0.083, 0.35)}
 
 
 def best_cells(members: list[dict[str, Any]], optimizer: str) -> list[dict[str, Any]]:
@@ -112,6 +120,83 @@ def run_table1(config: settings.TableConfig, workdir: Path, *, progress: bool = 
     (workdir / "table1.md").write_text(markdown(dataset, cells, config.run.steps))
     _plot_best_curves(workdir, cells, dataset)
     return result
+
+
+def run_nag_variants(
+    config: settings.TableConfig, workdir: Path, *, table: int, progress: bool = True
+):
+    """Table 2 (``table=2``) or Table 3 (``table=3``): NAG variants, each best over the grid's
+    momenta and learning rates; writes ``table<N>.md`` and ``table<N>.json``."""
+    dataset = config.data.dataset
+    base = config.experiment("nag")
+    if table == 2:
+        without = dataclasses.replace(base.optimizer, final_steps=0)
+        columns = [
+            ("without final phase", dataclasses.replace(base, optimizer=without)),
+            ("with final phase", base),
+        ]
+        paper = PAPER_TABLE2.get(dataset, (None, None))
+    else:
+        columns = [
+            (
+                f"init scale x{scale:g}",
+                dataclasses.replace(
+                    base,
+                    model=dataclasses.replace(base.model, init_scale=base.model.init_scale * scale),
+                ),
+            )
+            for scale in INIT_SCALES
+        ]
+        paper = PAPER_TABLE3.get(dataset, (None,) * len(INIT_SCALES))
+    task = train.build_task(base)
+    grid = {
+        "mu_max": config.table.mu_maxes,
+        "learning_rate": config.table.learning_rates,
+        "seed": config.table.seeds,
+    }
+    cells, seconds = [], 0.0
+    for i, ((label, column), paper_value_) in enumerate(zip(columns, paper, strict=True)):
+        if table == 3:  # the initialization is part of the task
+            task = train.build_task(column)
+        summary = train.train(task, column, workdir / f"column{i}", grid=grid, progress=progress)
+        seconds += summary["seconds"]
+        finite = [c for c in best_cells(summary["members"], "nag") if c["learning_rate"]]
+        best = min(finite, key=lambda c: c["train_error"]) if finite else None
+        cells.append({
+            "column": label,
+            "train_error": best["train_error"] if best else math.nan,
+            "mu_max": best["mu_max"] if best else None,
+            "learning_rate": best["learning_rate"] if best else None,
+            "paper": paper_value_,
+        })  # fmt: skip
+    result = {
+        "table": table,
+        "dataset": dataset,
+        "steps": config.run.steps,
+        "seconds": seconds,
+        "cells": cells,
+        "environment": report.environment(),
+    }
+    report.write_json(workdir / f"table{table}.json", result)
+    (workdir / f"table{table}.md").write_text(variants_markdown(result))
+    return result
+
+
+def variants_markdown(result: dict[str, Any]) -> str:
+    """Table 2 or 3 in the paper's layout: a column per variant, ours beside the paper's."""
+    cells = result["cells"]
+    rows = [
+        (f"ours, {result['steps']:,} updates", [f"{c['train_error']:.4g}" for c in cells]),
+        ("paper, 750,000 updates", [_format(c["paper"]) for c in cells]),
+        ("our best mu_max, learning rate",
+         [f"{_format(c['mu_max'])}, {_format(c['learning_rate'])}" for c in cells]),
+    ]  # fmt: skip
+    lines = [
+        f"| {result['dataset'].upper()} NAG | " + " | ".join(c["column"] for c in cells) + " |",
+        "|---" * (len(cells) + 1) + "|",
+    ]
+    lines += [f"| {name} | " + " | ".join(values) + " |" for name, values in rows]
+    return "\n".join(lines) + "\n"
 
 
 def _plot_best_curves(workdir: Path, cells: list[dict[str, Any]], dataset: str) -> None:

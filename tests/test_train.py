@@ -423,3 +423,43 @@ def test_final_phase_reaches_the_harness_schedule():
     np.testing.assert_allclose(
         [momentum(t) for t in (0, 10, 79, 80, 99)], [0.5, 0.75, 0.9375, 0.9, 0.9], rtol=1e-6
     )
+
+
+@pytest.mark.parametrize("number", [2, 3])
+def test_tables_2_and_3_on_a_tiny_grid(tmp_path, number, capsys):
+    import table2
+    import table3
+
+    raw = {
+        **TINY,
+        "optimizer": {**TINY["optimizer"], "final_steps": 10},
+        "run": {**TINY["run"], "steps": 20, "log_every": 20},
+        "table": {"mu_maxes": [0.9], "learning_rates": [0.001, 0.005], "seeds": [0]},
+    }
+    path = tmp_path / "table.toml"
+    path.write_text(_toml(raw))
+    out = tmp_path / "out"
+    script = table2 if number == 2 else table3
+    assert script.main(["--config", str(path), "--out", str(out), "--no-progress"]) == 0
+    result = json.loads((out / f"table{number}.json").read_text())
+    labels = [c["column"] for c in result["cells"]]
+    if number == 2:
+        assert labels == ["without final phase", "with final phase"]
+        configs = [json.loads((out / f"column{i}" / "config.json").read_text()) for i in (0, 1)]
+        assert [c["config"]["optimizer"]["final_steps"] for c in configs] == [0, 10]
+        assert [c["paper"] for c in result["cells"]] == [0.096, 0.074]
+    else:
+        assert labels == [f"init scale x{s:g}" for s in (0.25, 0.5, 1, 2, 4)]
+        scales = [
+            json.loads((out / f"column{i}" / "config.json").read_text())["config"]["model"][
+                "init_scale"
+            ]
+            for i in range(5)
+        ]
+        assert scales == [0.25, 0.5, 1.0, 2.0, 4.0]
+        errors = [c["train_error"] for c in result["cells"]]
+        assert len(set(errors)) == 5  # the scale reaches the model
+    for cell in result["cells"]:
+        assert cell["learning_rate"] in (0.001, 0.005) and cell["mu_max"] == 0.9
+    assert f"| CURVES NAG | {labels[0]}" in (out / f"table{number}.md").read_text()
+    assert labels[-1] in capsys.readouterr().out
