@@ -105,7 +105,11 @@ def main(
 
 
 def table_main(
-    argv: Sequence[str] | None, *, number: int, runner: Callable[..., dict[str, Any]]
+    argv: Sequence[str] | None,
+    *,
+    number: int | str,
+    runner: Callable[..., dict[str, Any]],
+    description: str | None = None,
 ) -> int:
     """The command line of ``table<number>.py``: ``--dataset`` picks the reduced config."""
     import tables
@@ -120,8 +124,8 @@ def table_main(
     )
     return main(
         rest,
-        description=f"Reproduces Table {number} of Sutskever et al. (2013). --dataset "
-        "{curves,mnist,faces} picks configs/table1_<dataset>.toml (reduced scale).",
+        description=(description or f"Reproduces Table {number} of Sutskever et al. (2013).")
+        + " --dataset {curves,mnist,faces} picks configs/table1_<dataset>.toml (reduced scale).",
         default_config=REPO / "configs" / f"table1_{known.dataset}.toml",
         kind=settings.TableConfig,
         extra_flags=[("data_dir", str, "directory of the data files", "data.data_dir")],

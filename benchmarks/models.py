@@ -25,10 +25,14 @@ class Autoencoder(nn.Module):
     output_size: int
     init_scale: float = 1.0
     num_connections: int = 15
+    initialization: str = "sparse"  # or "dense": Glorot normal times init_scale, to compare
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        kernel_init = nagmom.initializers.sparse(self.num_connections, stddev=self.init_scale)
+        if self.initialization == "sparse":
+            kernel_init = nagmom.initializers.sparse(self.num_connections, stddev=self.init_scale)
+        else:
+            kernel_init = nn.initializers.variance_scaling(self.init_scale**2, "fan_avg", "normal")
         dense = functools.partial(
             nn.Dense, kernel_init=kernel_init, bias_init=nn.initializers.zeros
         )

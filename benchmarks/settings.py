@@ -56,6 +56,9 @@ class ModelConfig:
     # "logistic" outputs trained with cross-entropy (CURVES, MNIST) or "linear" outputs trained
     # with squared error (FACES). The reported error is the squared error either way.
     outputs: str = "logistic"
+    # "sparse" (the paper's: num_connections N(0, init_scale^2) weights per unit) or "dense"
+    # (Glorot normal, variance_scaling(init_scale^2, "fan_avg", "normal"); for comparison).
+    init: str = "sparse"
     # Standard deviation of the sparse initialization's nonzero weights (Table 3 varies it).
     init_scale: float = 1.0
     # Nonzero incoming weights per unit of the sparse initialization.
@@ -64,6 +67,7 @@ class ModelConfig:
     def check(self) -> None:
         _one_of("model.name", self.name, ("curves", "mnist", "faces", "tiny"))
         _one_of("model.outputs", self.outputs, ("logistic", "linear"))
+        _one_of("model.init", self.init, ("sparse", "dense"))
         _at_least("model.init_scale", self.init_scale, 0.0)
         _at_least("model.num_connections", self.num_connections, 1)
 

@@ -75,6 +75,7 @@ def autoencoder(config: settings.Config, dataset: Dataset) -> Task:
         output_size=input_size,
         init_scale=config.model.init_scale,
         num_connections=config.model.num_connections,
+        initialization=config.model.init,
     )
     logistic = config.model.outputs == "logistic"
     eval_batch_size = config.run.eval_batch_size

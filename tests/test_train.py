@@ -463,3 +463,30 @@ def test_tables_2_and_3_on_a_tiny_grid(tmp_path, number, capsys):
         assert cell["learning_rate"] in (0.001, 0.005) and cell["mu_max"] == 0.9
     assert f"| CURVES NAG | {labels[0]}" in (out / f"table{number}.md").read_text()
     assert labels[-1] in capsys.readouterr().out
+
+
+def test_sparse_against_dense_init_comparison(tmp_path):
+    import compare_init
+
+    raw = {
+        **TINY,
+        "run": {**TINY["run"], "steps": 20, "log_every": 20},
+        "table": {"mu_maxes": [0.9], "learning_rates": [0.005], "seeds": [0]},
+    }
+    path = tmp_path / "table.toml"
+    path.write_text(_toml(raw))
+    out = tmp_path / "out"
+    assert compare_init.main(["--config", str(path), "--out", str(out), "--no-progress"]) == 0
+    result = json.loads((out / "tableinit.json").read_text())
+    assert [c["column"] for c in result["cells"]] == ["sparse init", "dense init (Glorot normal)"]
+    inits = [json.loads((out / f"column{i}" / "config.json").read_text()) for i in (0, 1)]
+    assert [c["config"]["model"]["init"] for c in inits] == ["sparse", "dense"]
+    assert result["cells"][0]["train_error"] != result["cells"][1]["train_error"]
+
+
+def test_dense_init_is_dense():
+    model = models.TinyAutoencoder(initialization="dense")
+    params = model.init(jax.random.key(0), np.zeros((1, 784), np.float32))["params"]
+    kernel = np.asarray(params["Dense_0"]["kernel"])
+    assert np.count_nonzero(kernel) == kernel.size
+    np.testing.assert_allclose(kernel.std(), np.sqrt(2 / (784 + 32)), rtol=0.05)
