@@ -383,18 +383,24 @@ def _evaluate(state: TrainState, data: Any, *, task: tasks.Task, optimizer_name:
     return task.evaluate(eval_params(state, optimizer_name), data)
 
 
-def build_task(config: settings.Config | settings.RnnConfig) -> tasks.Task:
-    """The task of ``config``, with its data loaded."""
-    if isinstance(config, settings.RnnConfig):
-        return tasks.sequence(config)
-    dataset = data_lib.load_dataset(
+def load_dataset(config: settings.Config) -> data_lib.Dataset:
+    """The data of an autoencoder config."""
+    return data_lib.load_dataset(
         config.data.dataset,
         data_dir=config.data.data_dir,
         seed=config.data.seed,
         num_train=config.data.num_train,
         num_test=config.data.num_test,
     )
-    return tasks.autoencoder(config, dataset)
+
+
+def build_task(
+    config: settings.Config | settings.RnnConfig, dataset: data_lib.Dataset | None = None
+) -> tasks.Task:
+    """The task of ``config``; an autoencoder's data are loaded unless ``dataset`` is given."""
+    if isinstance(config, settings.RnnConfig):
+        return tasks.sequence(config)
+    return tasks.autoencoder(config, load_dataset(config) if dataset is None else dataset)
 
 
 def train_and_evaluate(
