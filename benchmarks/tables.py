@@ -118,7 +118,17 @@ def run_table1(config: settings.TableConfig, workdir: Path, *, progress: bool = 
     }
     report.write_json(workdir / "table1.json", result)
     (workdir / "table1.md").write_text(markdown(dataset, cells, config.run.steps))
-    _plot_best_curves(workdir, cells, dataset)
+    series = [
+        (
+            "SGD" if c["optimizer"] == "sgd" else f"{c['optimizer']} {c['mu_max']:g}",
+            workdir / c["optimizer"] / "metrics.jsonl",
+            c["learning_rate"],
+            None if c["optimizer"] == "sgd" else c["mu_max"],
+        )
+        for c in cells
+        if c["learning_rate"] is not None
+    ]
+    _plot_curves(workdir / "table1.png", f"{dataset.upper()}: best learning rate per cell", series)
     return result
 
 
@@ -128,7 +138,7 @@ def run_nag_variants(
     """Table 2 (``table=2``), Table 3 (``table=3``) or the sparse-vs-dense initialization
     comparison (``table="init"``, which the paper argues but does not tabulate): NAG variants,
     each best over the grid's momenta and learning rates at the same budget; writes
-    ``table<table>.md`` and ``table<table>.json``."""
+    ``table<table>.md``, ``table<table>.json`` and ``table<table>.png``."""
     dataset = config.data.dataset
     base = config.experiment("nag")
     if table == "init":
@@ -189,6 +199,13 @@ def run_nag_variants(
     }
     report.write_json(workdir / f"table{table}.json", result)
     (workdir / f"table{table}.md").write_text(variants_markdown(result))
+    series = [
+        (c["column"], workdir / f"column{i}" / "metrics.jsonl", c["learning_rate"], c["mu_max"])
+        for i, c in enumerate(cells)
+        if c["learning_rate"] is not None
+    ]
+    title = f"{dataset.upper()} NAG: best momentum and learning rate per column"
+    _plot_curves(workdir / f"table{table}.png", title, series)
     return result
 
 
@@ -209,33 +226,33 @@ def variants_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot_best_curves(workdir: Path, cells: list[dict[str, Any]], dataset: str) -> None:
-    """One PNG with the train-error curve of each cell's best learning rate."""
+def _plot_curves(
+    path: Path, title: str, series: list[tuple[str, Path, float, float | None]]
+) -> None:
+    """One PNG of train-error curves; ``series`` is (label, metrics.jsonl, learning rate,
+    mu_max or None for SGD), each curve the first seed of that grid member."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    for cell in cells:
-        if cell["learning_rate"] is None:
-            continue
-        rows = report.read_metrics(workdir / cell["optimizer"] / "metrics.jsonl")
+    for label, metrics, learning_rate, mu_max in series:
+        rows = report.read_metrics(metrics)
         mine = [
             r
             for r in rows
-            if r["learning_rate"] == cell["learning_rate"]
-            and (cell["optimizer"] == "sgd" or r["mu_max"] == cell["mu_max"])
+            if r["learning_rate"] == learning_rate
+            and (mu_max is None or r["mu_max"] == mu_max)
             and r["seed"] == rows[0]["seed"]
         ]
-        label = "SGD" if cell["optimizer"] == "sgd" else f"{cell['optimizer']} {cell['mu_max']:g}"
         ax.plot([r["step"] for r in mine], [float(r["train_error"]) for r in mine], label=label)
     ax.set_yscale("log")
     ax.set_xlabel("update")
     ax.set_ylabel("train error")
-    ax.set_title(f"{dataset.upper()}: best learning rate per cell")
+    ax.set_title(title)
     ax.legend(fontsize="small", ncol=3)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(workdir / "table1.png", dpi=100)
+    fig.savefig(path, dpi=100)
     plt.close(fig)

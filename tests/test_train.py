@@ -462,6 +462,7 @@ def test_tables_2_and_3_on_a_tiny_grid(tmp_path, number, capsys):
     for cell in result["cells"]:
         assert cell["learning_rate"] in (0.001, 0.005) and cell["mu_max"] == 0.9
     assert f"| CURVES NAG | {labels[0]}" in (out / f"table{number}.md").read_text()
+    assert (out / f"table{number}.png").stat().st_size > 1000
     assert labels[-1] in capsys.readouterr().out
 
 
@@ -482,6 +483,7 @@ def test_sparse_against_dense_init_comparison(tmp_path):
     inits = [json.loads((out / f"column{i}" / "config.json").read_text()) for i in (0, 1)]
     assert [c["config"]["model"]["init"] for c in inits] == ["sparse", "dense"]
     assert result["cells"][0]["train_error"] != result["cells"][1]["train_error"]
+    assert (out / "tableinit.png").stat().st_size > 1000
 
 
 def test_dense_init_is_dense():

@@ -1,0 +1,66 @@
+"""Timing shared by the speed benchmarks: interleaved repetitions in one process, medians.
+
+These machines are noisy, so every benchmark times the things it compares side by side: each
+repetition runs every candidate once, in turn, and only the medians (and their ratios) are kept.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+
+class Carried:
+    """A compiled step applied to its own output: ``carry = step(*carry, *constants)``.
+
+    The step may donate its carried arguments (``donate_argnums``); each call then updates the
+    buffers in place, as in a training loop.
+    """
+
+    def __init__(self, step: Callable[..., Any], carry: tuple[Any, ...], *constants: Any):
+        self.step, self.carry, self.constants = step, carry, constants
+
+    def __call__(self) -> Any:
+        self.carry = self.step(*self.carry, *self.constants)
+        return self.carry
+
+
+def seconds_per_call(fn: Callable[[], Any], calls: int) -> float:
+    """Wall seconds per call of ``calls`` back-to-back calls of ``fn``, waited for at the end."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        out = fn()
+    jax.block_until_ready(out)
+    return (time.perf_counter() - start) / calls
+
+
+def interleaved_medians(
+    candidates: dict[str, Callable[[], Any]], *, repeats: int, min_seconds: float = 0.05
+) -> dict[str, float]:
+    """Median seconds per call of each candidate, from ``repeats`` interleaved repetitions.
+
+    Each candidate is called once first (compilation, warm-up), then calibrated so that one timed
+    sample lasts about ``min_seconds`` (short calls are timed in batches).
+    """
+    calls = {}
+    for name, fn in candidates.items():
+        jax.block_until_ready(fn())
+        once = seconds_per_call(fn, 1)
+        calls[name] = max(1, math.ceil(min_seconds / max(once, 1e-7)))
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            samples[name].append(seconds_per_call(fn, calls[name]))
+    return {name: float(np.median(times)) for name, times in samples.items()}
+
+
+def compile_seconds(fn: Callable[..., Any], *args: Any) -> float:
+    """Seconds to lower and compile ``jax.jit``-ed ``fn`` for ``args`` (nothing runs)."""
+    start = time.perf_counter()
+    fn.lower(*args).compile()
+    return time.perf_counter() - start
