@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import data
+import jax
 import report
 import settings
 import train
@@ -24,6 +25,7 @@ OVERRIDES = {
     "optimizer": "optimizer.name",
     "learning_rate": "optimizer.learning_rate",
     "seed": "run.seed",
+    "data_parallel": "run.data_parallel",
 }
 
 
@@ -42,6 +44,17 @@ def parse_args(
     parser.add_argument("--optimizer", choices=("nag", "cm", "sgd"))
     parser.add_argument("--learning-rate", type=float)
     parser.add_argument("--seed", type=int, help="seed of the initialization and minibatches")
+    parser.add_argument(
+        "--data-parallel",
+        action="store_const",
+        const=True,
+        help="shard each minibatch over all devices (sets run.data_parallel)",
+    )
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="call jax.distributed.initialize() first (multi-process launch, e.g. SLURM)",
+    )
     for flag, flag_type, help_text in extra_flags:
         parser.add_argument(
             f"--{flag.replace('_', '-')}", type=flag_type, dest=flag, help=help_text
@@ -75,6 +88,8 @@ def main(
         default_config=default_config,
         extra_flags=[flag[:3] for flag in extra_flags],
     )
+    if args.distributed:
+        jax.distributed.initialize()
     flags = {**OVERRIDES, **{flag[0]: flag[3] for flag in extra_flags}}
     values = {key: getattr(args, flag) for flag, key in flags.items()}
     out = args.out or Path("runs") / args.config.stem / time.strftime("%Y%m%d-%H%M%S")

@@ -127,6 +127,9 @@ class RunConfig:
     # Save a checkpoint after the first chunk that is this many updates past the last one
     # (0: only at the end and on Ctrl-C). Re-running with the same --out resumes from it.
     checkpoint_every: int = 0
+    # Data parallel: shard each minibatch over all devices (of all processes) along one mesh
+    # axis, parameters and optimizer state replicated. batch_size must divide by the devices.
+    data_parallel: bool = False
 
     def check(self) -> None:
         _at_least("run.steps", self.steps, 1)

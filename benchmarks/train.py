@@ -100,11 +100,18 @@ def train_step(
     task: tasks.Task,
     config: settings.Config,
     total_steps: int,
+    batch_sharding: jax.sharding.Sharding | None = None,
 ) -> tuple[TrainState, jax.Array]:
     """One update on the minibatch that ``plan`` (this step's part of the chunk's batch plan)
-    draws; returns the new state and the minibatch loss."""
+    draws; returns the new state and the minibatch loss.
+
+    With ``batch_sharding`` the minibatch is laid out that way (its leading axis split over the
+    devices), and XLA partitions the forward and backward passes and sums the gradients.
+    """
     tx, _ = make_optimizer(config.optimizer, total_steps, state.hparams)
     batch = task.sample_batch(data, plan)
+    if batch_sharding is not None:
+        batch = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, batch_sharding), batch)
     loss, grads = jax.value_and_grad(task.loss)(state.params, batch)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -151,6 +158,23 @@ def grid_members(config: settings.Config, grid: dict[str, Sequence[float]] | Non
             raise settings.ConfigError(f"grid key {key!r} must be one of {', '.join(base)}.")
         members = [{**m, key: v} for m in members for v in values]
     return members
+
+
+def data_parallel(
+    state: TrainState, data: Any, batch_size: int
+) -> tuple[TrainState, Any, jax.sharding.Sharding]:
+    """Places ``state`` and ``data`` replicated on a one-axis mesh of all devices (of every
+    process) and returns them with the sharding that splits a minibatch over that axis."""
+    devices = jax.devices()
+    if batch_size % len(devices):
+        raise settings.ConfigError(
+            f"run.batch_size ({batch_size}) must divide by the {len(devices)} devices of "
+            "run.data_parallel."
+        )
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("batch",))  # sharding propagated by XLA
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+    return jax.device_put(state, replicated), jax.device_put(data, replicated), batch_sharding
 
 
 class _Checkpoints:
@@ -255,6 +279,9 @@ def train(
     else:
         state = jax.jit(init)({k: v[0] for k, v in hparams.items()}, seeds[0])
     evaluate = jax.jit(evaluate)
+    data = task.data
+    if run.data_parallel:
+        state, data, step_kwargs["batch_sharding"] = data_parallel(state, data, run.batch_size)
 
     checkpoints = _Checkpoints(workdir)
     metrics_path = workdir / "metrics.jsonl"
@@ -274,7 +301,7 @@ def train(
     if progress:
         print("Compiling the training step, this might take a minute...")
     start = time.perf_counter()
-    compiled = {n: jitted.lower(state, task.data, length=n).compile() for n in set(lengths)}
+    compiled = {n: jitted.lower(state, data, length=n).compile() for n in set(lengths)}
     compile_seconds = time.perf_counter() - start
     schedules = [make_optimizer(config.optimizer, run.steps, m)[1] for m in members]
     seconds_offset = kept[-1]["seconds"] if kept else 0.0
@@ -306,12 +333,12 @@ def train(
         for row in kept:
             writer.write(row)
         if not kept:
-            log(0, jax.device_get(evaluate(state, task.data)), None)
+            log(0, jax.device_get(evaluate(state, data)), None)
         done = last_saved = logged = start_step
         try:
             for n in lengths:
                 chunk_start = time.perf_counter()
-                state, losses = compiled[n](state, task.data)
+                state, losses = compiled[n](state, data)
                 losses = np.asarray(losses)  # waits for the chunk
                 train_seconds += time.perf_counter() - chunk_start
                 done += n
@@ -322,7 +349,7 @@ def train(
                         f"{done} (learning_rate={config.optimizer.learning_rate}); metrics so far "
                         f"are in {metrics_path}, the last good checkpoint in {workdir}."
                     )
-                errors = jax.device_get(evaluate(state, task.data))
+                errors = jax.device_get(evaluate(state, data))
                 logged = done
                 log(done, errors, losses)
                 bar.update(n)
@@ -334,7 +361,7 @@ def train(
         except KeyboardInterrupt:
             # Keep what was computed: the state of the last chunk, logged, then saved.
             if done != logged:
-                log(done, jax.device_get(evaluate(state, task.data)), losses)
+                log(done, jax.device_get(evaluate(state, data)), losses)
             save()
             checkpoints.close()
             raise

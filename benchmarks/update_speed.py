@@ -24,7 +24,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import models
-import numpy as np
 import optax
 import report
 import timing

@@ -20,7 +20,7 @@ def run_on_four_cpu_devices(script: str) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
