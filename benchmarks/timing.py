@@ -16,18 +16,20 @@ import numpy as np
 
 
 class Carried:
-    """A compiled step applied to its own output: ``carry = step(*carry, *constants)``.
+    """A compiled step applied to its own output, as in a training loop.
 
-    The step may donate its carried arguments (``donate_argnums``); each call then updates the
-    buffers in place, as in a training loop.
+    Each call runs ``out = step(*carry, *constants)`` and carries the first ``len(carry)``
+    outputs into the next call (further outputs, such as a loss, are returned but not carried).
+    The step may donate its carried arguments (``donate_argnums``) to update them in place.
     """
 
     def __init__(self, step: Callable[..., Any], carry: tuple[Any, ...], *constants: Any):
-        self.step, self.carry, self.constants = step, carry, constants
+        self.step, self.carry, self.constants = step, tuple(carry), constants
 
     def __call__(self) -> Any:
-        self.carry = self.step(*self.carry, *self.constants)
-        return self.carry
+        out = self.step(*self.carry, *self.constants)
+        self.carry = tuple(out[: len(self.carry)])
+        return out
 
 
 def seconds_per_call(fn: Callable[[], Any], calls: int) -> float:

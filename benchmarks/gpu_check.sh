@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The accelerator check, prepared to run once in about 10 minutes on a lent GPU (device tool):
+#   1. update_speed.py: one donated update, ours vs Optax vs the memory-bandwidth bound;
+#   2. train_speed.py: harness vs hand-written step, GFLOP/s vs the matmul peak;
+#   3. the full-length CURVES NAG run (configs/curves.toml, 750,000 updates), cut at its
+#      time limit if slower than expected (its metrics so far are kept);
+#   4. data-parallel: the test on 4 forced CPU devices is in tests/; here a short CURVES run
+#      with --data-parallel over the local GPUs.
+# Usage (repo root): bash benchmarks/gpu_check.sh [OUTDIR]   (default: $OUT, else runs/gpu_check)
+# QUICK=1 shrinks every part to a smoke test that runs on a CPU in a few minutes.
+# Needs jax (with its CUDA plugin), optax, flax, chex, orbax-checkpoint, tqdm and matplotlib;
+# nagmom is used from this checkout (PYTHONPATH), so nothing is installed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DEST=${1:-${OUT:-runs/gpu_check}}
+WORK=$(mktemp -d)
+mkdir -p "$DEST"
+export PYTHONPATH="$PWD:$PWD/benchmarks:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+if [[ "${QUICK:-0}" == 1 ]]; then
+  UPDATE=(--sizes 1e5 1e6 --repeats 2); TRAIN=(--nets curves --steps 5 --repeats 2)
+  CURVES=(--steps 200 --log-every 100); LIMIT=(60 120 120)
+else
+  UPDATE=(--repeats 9); TRAIN=(--steps 200 --repeats 5)
+  CURVES=(--log-every 25000 --no-progress); LIMIT=(150 200 330)
+fi
+LOG="$DEST/gpu_check.log"
+{
+  date -u
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
+  $PY -c "import jax, optax, flax; print('jax', jax.__version__, jax.devices(), 'optax', optax.__version__, 'flax', flax.__version__)"
+  timeout "${LIMIT[0]}" $PY benchmarks/update_speed.py "${UPDATE[@]}" --out "$WORK/update"
+  echo "update_speed exit $?"
+  timeout "${LIMIT[1]}" $PY benchmarks/train_speed.py "${TRAIN[@]}" --out "$WORK/train"
+  echo "train_speed exit $?"
+  timeout -s INT "${LIMIT[2]}" $PY benchmarks/autoencoder.py --config configs/curves.toml \
+    "${CURVES[@]}" --out "$WORK/curves"
+  echo "curves exit $? (130: stopped at the time limit, state saved)"
+  timeout 60 $PY benchmarks/autoencoder.py --steps 2000 --log-every 1000 --data-parallel \
+    --no-progress --out "$WORK/parallel"
+  echo "data-parallel exit $?"
+} 2>&1 | tee "$LOG"
+# At most 8 files come back from the device: keep the results, not the checkpoints.
+cp "$WORK"/update/update_speed.json "$WORK"/train/train_speed.json "$DEST"/ 2>/dev/null
+cp "$WORK"/curves/metrics.jsonl "$DEST"/curves_metrics.jsonl 2>/dev/null
+cp "$WORK"/curves/summary.json "$DEST"/curves_summary.json 2>/dev/null
+cp "$WORK"/parallel/summary.json "$DEST"/parallel_summary.json 2>/dev/null
+ls -l "$DEST"

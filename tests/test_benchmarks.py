@@ -1,0 +1,129 @@
+"""The speed benchmarks run, write their JSON, and compare like with like (never timed here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import settings
+import train
+import train_speed
+import update_speed
+
+import nagmom
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_update_speed_writes_rows_with_ratios(tmp_path):
+    out = tmp_path / "out"
+    argv = ["--sizes", "1000", "--no-mnist", "--repeats", "1", "--out", str(out)]
+    assert update_speed.main(argv) == 0
+    result = json.loads((out / "update_speed.json").read_text())
+    assert [(r["elements"], r["donated"]) for r in result["rows"]] == [(1000, True), (1000, False)]
+    row = result["rows"][0]
+    assert set(row["seconds"]) == set(update_speed.optimizers())
+    # The bound is 5 arrays' bytes at the triad's bandwidth.
+    np.testing.assert_allclose(
+        row["bound_seconds"], 5 * 4 * 1000 / (row["bandwidth_gb_per_s"] * 1e9), rtol=1e-9
+    )
+    np.testing.assert_allclose(
+        row["nesterov_over_bound"], row["seconds"]["nagmom.nesterov"] / row["bound_seconds"]
+    )
+    assert result["environment"]["backend"] == "cpu"
+    assert "| flat 1e3 (1,000) | yes |" in (out / "update_speed.md").read_text()
+
+
+def test_update_speed_step_is_update_then_apply():
+    """The timed step is ``update`` + ``apply_updates``; with constant momentum ours and
+    Optax's NAG are the same method, so the two timed steps give the same parameters."""
+    params = jnp.linspace(-1.0, 1.0, 50)
+    grads = jnp.cos(params)
+    finals = []
+    for tx in (nagmom.nesterov(0.01, 0.99), optax.sgd(0.01, momentum=0.99, nesterov=True)):
+        step = jax.jit(update_speed.update_step(tx), donate_argnums=(0, 1))
+        p, s = jnp.copy(params), tx.init(params)
+        for _ in range(3):
+            p, s = step(p, s, grads)
+        finals.append(np.asarray(p))
+    v, phi, g = np.zeros(50), np.asarray(params, np.float64), np.asarray(grads, np.float64)
+    for _ in range(3):
+        v = 0.99 * v - 0.01 * g
+        phi = phi - 0.01 * g + 0.99 * v
+    np.testing.assert_allclose(finals[0], phi, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(finals[1], phi, rtol=1e-6, atol=1e-7)
+
+
+def test_bad_sizes_are_refused(capsys):
+    try:
+        update_speed.main(["--sizes", "0"])
+    except SystemExit as e:
+        assert e.code == 2
+    assert "--sizes must be positive whole numbers" in capsys.readouterr().err
+
+
+def test_hand_written_step_is_the_harness_network_and_loss():
+    """train_speed's hand-written step computes the same loss as the harness's task on the same
+    parameters and cases (so the speed ratio compares equal work), for both output kinds."""
+    for net in ("curves", "faces"):
+        config = settings.load(REPO / "configs" / f"{net}.toml")
+        task = train.build_task(config, train_speed.synthetic_dataset(net))
+        params = task.init_params(jax.random.key(0))
+        cases = task.data["train"][:64]
+        weights = train_speed.flat_weights(params)
+        loss = train_speed.hand_written_loss(config, len(weights) // 2)
+        np.testing.assert_allclose(loss(weights, cases), task.loss(params, cases), rtol=2e-5)
+        shapes = train_speed.layer_shapes(params)
+        assert shapes[0] == (train_speed.INPUT_SIZES[net], 400 if net == "curves" else 2000)
+        expected = 6 * 200 * sum(a * b for a, b in shapes)
+        assert train_speed.flops_per_step(shapes, 200) == expected
+
+
+def test_hand_written_chunk_is_nag_with_the_paper_schedule():
+    """Two hand-written steps equal two steps of nagmom.nesterov with the same (here quickly
+    rising: mu = 0.5, 0.75, 0.83) schedule on the same minibatches."""
+    config = settings.load(REPO / "configs" / "curves.toml", {"optimizer.stage_length": 1})
+    task = train.build_task(config, train_speed.synthetic_dataset("curves"))
+    weights = train_speed.flat_weights(task.init_params(jax.random.key(0)))
+    cases = jnp.asarray(task.data["train"][:400])
+    chunk = train_speed.hand_written_chunk(config, 2, len(weights) // 2)
+    got, _, t, _ = jax.jit(chunk)(weights, [jnp.zeros_like(w) for w in weights], 0, cases)
+    assert int(t) == 2
+    loss = train_speed.hand_written_loss(config, len(weights) // 2)
+    tx, _ = train.make_optimizer(config.optimizer, config.run.steps)
+    phi, state = weights, tx.init(weights)
+    for step in range(2):
+        grads = jax.grad(loss)(phi, cases[step * 200 : (step + 1) * 200])
+        updates, state = tx.update(grads, state, phi)
+        phi = optax.apply_updates(phi, updates)
+    for a, b in zip(got, phi, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_train_speed_writes_rows(tmp_path):
+    out = tmp_path / "out"
+    argv = ["--nets", "curves", "--steps", "2", "--repeats", "1", "--batch-sizes", "100"]
+    assert train_speed.main([*argv, "--out", str(out)]) == 0
+    result = json.loads((out / "train_speed.json").read_text())
+    (row,) = result["rows"]
+    assert set(row["steps_per_second"]) == {
+        "harness",
+        "hand-written",
+        "harness, 1-step chunks",
+        "harness, 10-step chunks",
+        "harness, not donated",
+        "harness, batch 100",
+    }
+    assert row["batch_sizes"]["harness, batch 100"] == 100 and row["batch_sizes"]["harness"] == 200
+    # GFLOP/s count 3 products per layer and case: 6 x batch x weights per step.
+    weights = sum(a * b for a, b in row["layers"])
+    for name, rate in row["steps_per_second"].items():
+        expected = rate * 6 * row["batch_sizes"][name] * weights / 1e9
+        np.testing.assert_allclose(row["gflops_per_second"][name], expected, rtol=1e-9)
+    assert row["parameters"] == 842_340 and result["matmul_peak_gflops_per_second"] > 0
+    assert set(row["compile_seconds"]) == {"harness", "hand-written"}
+    assert "| curves (842,340) | harness |" in (out / "train_speed.md").read_text()
