@@ -12,20 +12,14 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
 import report
 import settings
+import timing
 import train
-
-
-def _timed(fn, *args) -> float:
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    return time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,23 +60,20 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(len(learning_rates))
         ]
 
-    run_grid(), run_sequential()  # compile both
-    grid_times, sequential_times = [], []
-    for _ in range(args.repeats):
-        grid_times.append(_timed(run_grid))
-        sequential_times.append(_timed(run_sequential))
+    seconds = timing.interleaved_medians(
+        {"grid": run_grid, "sequential": run_sequential}, repeats=args.repeats, min_seconds=0
+    )
     result = {
         "members": len(learning_rates),
         "steps": args.steps,
         "dataset": config.data.dataset,
-        "grid_seconds": float(np.median(grid_times)),
-        "sequential_seconds": float(np.median(sequential_times)),
-        "environment": report.environment(),
+        "grid_seconds": seconds["grid"],
+        "sequential_seconds": seconds["sequential"],
     }
     result["speedup"] = result["sequential_seconds"] / result["grid_seconds"]
-    args.out.mkdir(parents=True, exist_ok=True)
-    report.write_json(args.out / "sweep_speed.json", result)
-    print(report.format_summary(result, list(result)[:-2] + ["speedup"]))
+    timing.write_results(
+        args.out, "sweep_speed", result, report.format_summary(result, list(result)) + "\n"
+    )
     return 0
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+import report
 
 
 class Carried:
@@ -66,3 +68,14 @@ def compile_seconds(fn: Callable[..., Any], *args: Any) -> float:
     start = time.perf_counter()
     fn.lower(*args).compile()
     return time.perf_counter() - start
+
+
+def write_results(out: Path, name: str, result: dict[str, Any], markdown: str) -> None:
+    """Writes ``<name>.json`` (``result`` and the environment) and ``<name>.md`` under ``out``
+    and prints the markdown."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report.write_json(out / f"{name}.json", {**result, "environment": report.environment()})
+    (out / f"{name}.md").write_text(markdown)
+    print(markdown, end="")
+    print(f"wrote {out / name}.json and .md")

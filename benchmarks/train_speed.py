@@ -27,7 +27,6 @@ import data
 import jax
 import jax.numpy as jnp
 import numpy as np
-import report
 import settings
 import timing
 import train
@@ -259,14 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "repeats": args.repeats,
         "seconds": time.perf_counter() - start,
-        "environment": report.environment(),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    report.write_json(args.out / "train_speed.json", result)
-    (args.out / "train_speed.md").write_text(
-        f"matmul peak {peak:.1f} GFLOP/s\n\n" + table(rows, peak)
-    )
-    print(f"wrote {args.out / 'train_speed.json'}")
+    markdown = f"matmul peak {peak:.1f} GFLOP/s\n\n" + table(rows, peak)
+    timing.write_results(args.out, "train_speed", result, markdown)
     return 0
 
 

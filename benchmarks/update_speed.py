@@ -25,7 +25,6 @@ import jax
 import jax.numpy as jnp
 import models
 import optax
-import report
 import timing
 
 import nagmom
@@ -153,13 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         "mu_max": MU_MAX,
         "repeats": args.repeats,
         "seconds": time.perf_counter() - start,
-        "environment": report.environment(),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    report.write_json(args.out / "update_speed.json", result)
-    (args.out / "update_speed.md").write_text(table(rows))
-    print(table(rows), end="")
-    print(f"wrote {args.out / 'update_speed.json'}")
+    timing.write_results(args.out, "update_speed", result, table(rows))
     return 0
 
 

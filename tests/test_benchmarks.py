@@ -127,3 +127,17 @@ def test_train_speed_writes_rows(tmp_path):
     assert row["parameters"] == 842_340 and result["matmul_peak_gflops_per_second"] > 0
     assert set(row["compile_seconds"]) == {"harness", "hand-written"}
     assert "| curves (842,340) | harness |" in (out / "train_speed.md").read_text()
+
+
+def test_sweep_speed_writes_the_ratio(tmp_path):
+    import sweep_speed
+
+    out = tmp_path / "out"
+    argv = ["--config", str(REPO / "configs" / "table1_curves.toml"), "--steps", "2"]
+    assert sweep_speed.main([*argv, "--repeats", "1", "--out", str(out)]) == 0
+    result = json.loads((out / "sweep_speed.json").read_text())
+    assert result["members"] == 6 and result["steps"] == 2
+    np.testing.assert_allclose(
+        result["speedup"], result["sequential_seconds"] / result["grid_seconds"]
+    )
+    assert result["environment"]["device_count"] >= 1
