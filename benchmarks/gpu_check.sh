@@ -19,10 +19,12 @@ export PYTHONPATH="$PWD:$PWD/benchmarks:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 if [[ "${QUICK:-0}" == 1 ]]; then
   UPDATE=(--sizes 1e5 1e6 --repeats 2); TRAIN=(--nets curves --steps 5 --repeats 2)
-  CURVES=(--steps 200 --log-every 100); LIMIT=(60 120 120)
+  CURVES=(--steps 200 --log-every 100); PARALLEL=(--steps 100 --log-every 50)
+  LIMIT=(60 120 120 120)
 else
   UPDATE=(--repeats 9); TRAIN=(--steps 200 --repeats 5)
-  CURVES=(--log-every 25000 --no-progress); LIMIT=(150 200 330)
+  CURVES=(--log-every 25000 --no-progress); PARALLEL=(--steps 3000 --log-every 1000)
+  LIMIT=(120 150 300 60)  # 10.5 minutes at most
 fi
 LOG="$DEST/gpu_check.log"
 {
@@ -36,7 +38,7 @@ LOG="$DEST/gpu_check.log"
   timeout -s INT "${LIMIT[2]}" $PY benchmarks/autoencoder.py --config configs/curves.toml \
     "${CURVES[@]}" --out "$WORK/curves"
   echo "curves exit $? (130: stopped at the time limit, state saved)"
-  timeout 60 $PY benchmarks/autoencoder.py --steps 2000 --log-every 1000 --data-parallel \
+  timeout "${LIMIT[3]}" $PY benchmarks/autoencoder.py "${PARALLEL[@]}" --data-parallel \
     --no-progress --out "$WORK/parallel"
   echo "data-parallel exit $?"
 } 2>&1 | tee "$LOG"
