@@ -49,7 +49,8 @@ def _epoch_rows(
     """
     batches_per_epoch = num_cases // batch_size
     first_epoch = start // batches_per_epoch
-    num_epochs = length // batches_per_epoch + 2
+    # The chunk starts at most batches_per_epoch - 1 batches into its first epoch.
+    num_epochs = -(-(length + batches_per_epoch - 1) // batches_per_epoch)
     epochs = first_epoch + jnp.arange(num_epochs)
     orders = jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(key, e), num_cases))(
         epochs

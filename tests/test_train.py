@@ -359,7 +359,10 @@ def _toml(raw):
     )
 
 
-@pytest.mark.parametrize("start, length", [(0, 7), (3, 10), (9, 25), (20, 1)])
+@pytest.mark.parametrize(
+    "start, length",
+    [(0, 7), (3, 10), (9, 25), (20, 1), (3, 1), (7, 2), (3, 5), (3, 9), (4, 8), (0, 4)],
+)
 def test_minibatch_rows_are_epoch_permutations(start, length):
     import tasks
 
