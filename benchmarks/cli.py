@@ -46,8 +46,7 @@ def parse_args(
     parser.add_argument("--seed", type=int, help="seed of the initialization and minibatches")
     parser.add_argument(
         "--data-parallel",
-        action="store_const",
-        const=True,
+        action=argparse.BooleanOptionalAction,
         help="shard each minibatch over all devices (sets run.data_parallel)",
     )
     parser.add_argument(

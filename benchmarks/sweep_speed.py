@@ -14,6 +14,7 @@ import functools
 import sys
 from pathlib import Path
 
+import cli
 import jax
 import numpy as np
 import report
@@ -24,7 +25,7 @@ import train
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=Path("configs/table1_curves.toml"))
+    parser.add_argument("--config", type=Path, default=cli.REPO / "configs" / "table1_curves.toml")
     parser.add_argument("--steps", type=int, default=200, help="updates per timed run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("runs/sweep_speed"))

@@ -230,7 +230,8 @@ def _plot_curves(
     path: Path, title: str, series: list[tuple[str, Path, float, float | None]]
 ) -> None:
     """One PNG of train-error curves; ``series`` is (label, metrics.jsonl, learning rate,
-    mu_max or None for SGD), each curve the first seed of that grid member."""
+    mu_max or None for SGD), each curve the first seed of that grid member. A series with no
+    rows is an error (the table itself is written before the plot)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -246,6 +247,12 @@ def _plot_curves(
             and (mu_max is None or r["mu_max"] == mu_max)
             and r["seed"] == rows[0]["seed"]
         ]
+        if not mine:
+            plt.close(fig)
+            raise ValueError(
+                f"no rows for {label!r} (learning rate {learning_rate}, mu_max {mu_max}) in "
+                f"{metrics}; nothing to plot."
+            )
         ax.plot([r["step"] for r in mine], [float(r["train_error"]) for r in mine], label=label)
     ax.set_yscale("log")
     ax.set_xlabel("update")

@@ -36,6 +36,7 @@ class Task(NamedTuple):
     loss: Callable[[Any, Any], jax.Array]  # (params, batch) -> mean loss over the batch
     evaluate: Callable[[Any, Any], dict[str, jax.Array]]  # (params, data) -> {"train_error": ...}
     data: Any
+    batch_axis: int = 0  # the axis of every minibatch leaf that indexes the cases
 
 
 def _epoch_rows(
@@ -181,5 +182,14 @@ def sequence(config: settings.RnnConfig) -> Task:
     info = {"task": config.data.task, "length": config.data.length}
     name = f"{config.data.task} T={config.data.length}"
     return Task(
-        name, "zero_one_error", info, init_params, batch_plan, sample_batch, loss, evaluate, test
+        name,
+        "zero_one_error",
+        info,
+        init_params,
+        batch_plan,
+        sample_batch,
+        loss,
+        evaluate,
+        test,
+        batch_axis=1,  # sequences are time-major: (T, batch, ...)
     )

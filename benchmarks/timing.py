@@ -25,7 +25,7 @@ class Carried:
     The step may donate its carried arguments (``donate_argnums``) to update them in place.
     """
 
-    def __init__(self, step: Callable[..., Any], carry: tuple[Any, ...], *constants: Any):
+    def __init__(self, step: Callable[..., Any], carry: tuple[Any, ...], *constants: Any) -> None:
         self.step, self.carry, self.constants = step, tuple(carry), constants
 
     def __call__(self) -> Any:
@@ -48,14 +48,17 @@ def interleaved_medians(
 ) -> dict[str, float]:
     """Median seconds per call of each candidate, from ``repeats`` interleaved repetitions.
 
-    Each candidate is called once first (compilation, warm-up), then calibrated so that one timed
-    sample lasts about ``min_seconds`` (short calls are timed in batches).
+    Each candidate is called once first (compilation, warm-up), then, unless ``min_seconds`` is
+    0, calibrated so that one timed sample lasts about ``min_seconds`` (short calls are timed in
+    batches).
     """
     calls = {}
     for name, fn in candidates.items():
         jax.block_until_ready(fn())
-        once = seconds_per_call(fn, 1)
-        calls[name] = max(1, math.ceil(min_seconds / max(once, 1e-7)))
+        calls[name] = 1
+        if min_seconds > 0:
+            once = seconds_per_call(fn, 1)
+            calls[name] = max(1, math.ceil(min_seconds / max(once, 1e-7)))
     samples: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, fn in candidates.items():

@@ -105,7 +105,7 @@ def train_step(
     """One update on the minibatch that ``plan`` (this step's part of the chunk's batch plan)
     draws; returns the new state and the minibatch loss.
 
-    With ``batch_sharding`` the minibatch is laid out that way (its leading axis split over the
+    With ``batch_sharding`` the minibatch is laid out that way (its cases split over the
     devices), and XLA partitions the forward and backward passes and sums the gradients.
     """
     tx, _ = make_optimizer(config.optimizer, total_steps, state.hparams)
@@ -160,21 +160,38 @@ def grid_members(config: settings.Config, grid: dict[str, Sequence[float]] | Non
     return members
 
 
-def data_parallel(
-    state: TrainState, data: Any, batch_size: int
-) -> tuple[TrainState, Any, jax.sharding.Sharding]:
-    """Places ``state`` and ``data`` replicated on a one-axis mesh of all devices (of every
-    process) and returns them with the sharding that splits a minibatch over that axis."""
+def data_parallel_devices(batch_size: int) -> list[jax.Device]:
+    """All devices (of every process), checked to split a minibatch of ``batch_size`` evenly."""
     devices = jax.devices()
     if batch_size % len(devices):
         raise settings.ConfigError(
             f"run.batch_size ({batch_size}) must divide by the {len(devices)} devices of "
             "run.data_parallel."
         )
+    return devices
+
+
+def data_parallel(
+    state: TrainState, data: Any, batch_size: int, batch_axis: int = 0
+) -> tuple[TrainState, Any, jax.sharding.Sharding]:
+    """Places ``state`` and ``data`` replicated on a one-axis mesh of all devices (of every
+    process) and returns them with the sharding that splits a minibatch's axis ``batch_axis``
+    over that mesh axis."""
+    devices = data_parallel_devices(batch_size)
     mesh = jax.sharding.Mesh(np.asarray(devices), ("batch",))  # sharding propagated by XLA
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+    spec = jax.sharding.PartitionSpec(*[None] * batch_axis, "batch")
+    batch_sharding = jax.sharding.NamedSharding(mesh, spec)
     return jax.device_put(state, replicated), jax.device_put(data, replicated), batch_sharding
+
+
+def _run_identity(record: dict[str, Any]) -> Any:
+    """What must match for ``--out`` to resume a run: the record less how it is executed."""
+    identity = json.loads(json.dumps(record))
+    run = (identity.get("config") or {}).get("run")
+    if isinstance(run, dict):
+        run.pop("data_parallel", None)
+    return identity
 
 
 class _Checkpoints:
@@ -242,10 +259,11 @@ def train(
     members = grid_members(config, grid)
     is_grid = grid is not None
     record = {"config": config.to_dict(), "grid": grid}
+    num_devices = len(data_parallel_devices(run.batch_size)) if run.data_parallel else 1
     config_path = workdir / "config.json"
     if config_path.exists():
         previous = json.loads(config_path.read_text())
-        if {k: previous.get(k) for k in record} != json.loads(json.dumps(record)):
+        if _run_identity({k: previous.get(k) for k in record}) != _run_identity(record):
             raise settings.ConfigError(
                 f"{workdir} holds a run with another config; choose another --out."
             )
@@ -281,7 +299,9 @@ def train(
     evaluate = jax.jit(evaluate)
     data = task.data
     if run.data_parallel:
-        state, data, step_kwargs["batch_sharding"] = data_parallel(state, data, run.batch_size)
+        state, data, step_kwargs["batch_sharding"] = data_parallel(
+            state, data, run.batch_size, task.batch_axis
+        )
 
     checkpoints = _Checkpoints(workdir)
     metrics_path = workdir / "metrics.jsonl"
@@ -382,6 +402,7 @@ def train(
         "compile_seconds": compile_seconds,
         "steps_per_second": (run.steps - start_step) / max(train_seconds, 1e-9),
         "resumed_from_step": start_step,
+        "devices": num_devices,
         "environment": report.environment(),
     }
     error_keys = [k for k in finals[0] if k == "loss" or k.endswith("_error")]

@@ -62,9 +62,15 @@ def _triad(a, b, s):
     return (a + s * b,)
 
 
+def _flat_name(n: int) -> str:
+    """ "flat 1e7" where that is exact, else "flat 150,000" (names must not collide)."""
+    short = f"{n:.0e}"
+    return f"flat {short.replace('e+0', 'e')}" if float(short) == n else f"flat {n:,}"
+
+
 def parameter_trees(sizes: list[int], with_mnist: bool) -> dict[str, Any]:
     """Flat float32 vectors of each size, and the MNIST autoencoder's parameter tree."""
-    trees = {f"flat {n:.0e}".replace("e+0", "e"): jnp.zeros((n,), jnp.float32) for n in sizes}
+    trees = {_flat_name(n): jnp.zeros((n,), jnp.float32) for n in sizes}
     if with_mnist:
         model = models.MnistAutoencoder()
         trees["MNIST autoencoder"] = jax.jit(model.init)(
@@ -89,12 +95,14 @@ def measure(params: Any, *, repeats: int, donate: bool = True) -> dict[str, Any]
     triad = jax.jit(_triad, donate_argnums=(0,))
     candidates["triad"] = timing.Carried(triad, (flat_a,), flat_b, jnp.float32(0.5))
     seconds = timing.interleaved_medians(candidates, repeats=repeats)
-    bandwidth = TRIAD_ARRAYS * 4 * n / seconds.pop("triad")
+    triad_seconds = seconds.pop("triad")
+    bandwidth = TRIAD_ARRAYS * 4 * n / triad_seconds
     bound = UPDATE_ARRAYS * 4 * n / bandwidth
     ours = seconds["nagmom.nesterov"]
     return {
         "elements": n,
         "donated": donate,
+        "triad_seconds": triad_seconds,
         "bandwidth_gb_per_s": bandwidth / 1e9,
         "bound_seconds": bound,
         "seconds": seconds,

@@ -487,7 +487,12 @@ def test_sparse_against_dense_init_comparison(tmp_path):
     inits = [json.loads((out / f"column{i}" / "config.json").read_text()) for i in (0, 1)]
     assert [c["config"]["model"]["init"] for c in inits] == ["sparse", "dense"]
     assert result["cells"][0]["train_error"] != result["cells"][1]["train_error"]
-    assert (out / "tableinit.png").stat().st_size > 1000
+    assert (out / "tableinit.png").stat().st_size > 1000  # every curve had rows
+    import tables
+
+    with pytest.raises(ValueError, match="no rows for 'sparse'"):
+        series = [("sparse", out / "column0" / "metrics.jsonl", 0.01, 0.9)]
+        tables._plot_curves(tmp_path / "empty.png", "no such learning rate", series)
 
 
 def test_dense_init_is_dense():
@@ -533,8 +538,43 @@ with tempfile.TemporaryDirectory() as tmp:
     grid = {{"learning_rate": [0.005, 0.001]}}
     a = train.train(task, one, Path(tmp) / "one", grid=grid, progress=False)
     b = train.train(task, four, Path(tmp) / "four", grid=grid, progress=False)
+    assert (a["devices"], b["devices"]) == (1, 4)
     ea, eb = ([m["train_error"] for m in s["members"]] for s in (a, b))
     np.testing.assert_allclose(eb, ea, rtol=1e-5)
+    # Data parallelism is how a run executes, not what it computes: the same --out resumes.
+    again = train.train(task, four, Path(tmp) / "one", grid=grid, progress=False)
+    assert again["members"] == a["members"]
+    # A batch that does not split is refused before anything is written.
+    bad = settings.from_dict(raw, {{"run.data_parallel": True, "run.batch_size": 50}})
+    try:
+        train.train(task, bad, Path(tmp) / "bad", progress=False)
+    except settings.ConfigError as e:
+        assert "must divide by the 4 devices" in str(e), e
+    else:
+        raise AssertionError("batch 50 on 4 devices was accepted")
+    assert not (Path(tmp) / "bad" / "config.json").exists()
+
+# RNN minibatches are time-major: the cases (axis 1) are split, not the time steps.
+rnn_raw = {rnn!r}
+rnn_raw["run"].update(batch_size=40)
+rnn = settings.from_dict(rnn_raw, kind=settings.RnnConfig)
+rnn_task = train.build_task(rnn)
+rnn_state = jax.jit(functools.partial(train.init_state, rnn_task, rnn, 400))(
+    {{"learning_rate": 0.01, "mu_0": 0.95}}, 0
+)
+rnn_chunk = functools.partial(
+    train.train_chunk, length=5, task=rnn_task, config=rnn, total_steps=400
+)
+rnn_ref, rnn_ref_loss = jax.jit(rnn_chunk)(rnn_state, rnn_task.data)
+s, d, rnn_sharding = train.data_parallel(rnn_state, rnn_task.data, 40, rnn_task.batch_axis)
+assert rnn_sharding.spec == jax.sharding.PartitionSpec(None, "batch")
+rnn_dp = jax.jit(functools.partial(rnn_chunk, batch_sharding=rnn_sharding))
+rnn_hlo = rnn_dp.lower(s, d).compile().as_text()
+assert "all-reduce" in rnn_hlo
+got, got_loss = rnn_dp(s, d)
+np.testing.assert_allclose(got_loss, rnn_ref_loss, rtol=1e-5)
+for a, b in zip(jax.tree.leaves(got.params), jax.tree.leaves(rnn_ref.params), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 try:
     train.data_parallel(state, task.data, 50)
 except settings.ConfigError as e:
@@ -552,4 +592,6 @@ def test_data_parallel_on_four_devices_matches_one_device():
     from multidevice import run_on_four_cpu_devices
 
     benchmarks = str(Path(__file__).resolve().parents[1] / "benchmarks")
-    run_on_four_cpu_devices(_DATA_PARALLEL_SCRIPT.format(benchmarks=benchmarks, tiny=TINY))
+    run_on_four_cpu_devices(
+        _DATA_PARALLEL_SCRIPT.format(benchmarks=benchmarks, tiny=TINY, rnn=RNN_TINY)
+    )
