@@ -48,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     chunk = functools.partial(
         train.train_chunk, length=args.steps, task=task, config=config, total_steps=args.steps
     )
-    grid_init = jax.jit(jax.vmap(init))
-    grid_chunk = jax.jit(jax.vmap(chunk, in_axes=(0, None)))
+    grid_init = jax.jit(jax.vmap(init, out_axes=train.GRID_AXES))
+    grid_chunk = jax.jit(
+        jax.vmap(chunk, in_axes=(train.GRID_AXES, None), out_axes=(train.GRID_AXES, 0))
+    )
     one_init, one_chunk = jax.jit(init), jax.jit(chunk)
 
     def run_grid():

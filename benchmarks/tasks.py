@@ -24,14 +24,19 @@ class Task(NamedTuple):
     ``data`` is a pytree of device arrays passed to ``batch_plan``, ``sample_batch`` and
     ``evaluate`` as an argument (not baked into the compiled program as a constant). Once per
     compiled chunk, ``batch_plan`` computes what every step of the chunk needs to draw its
-    minibatch (rows or keys, leading axis = step), so per-step work stays small.
+    minibatch (rows or keys, leading axis = step), so per-step work stays small. It carries a
+    ``plan_state`` from chunk to chunk in the training state (``init_plan_state(key)`` makes
+    the first): the autoencoders keep the current epoch's order there, so that each epoch's
+    permutation is computed once, not once per chunk.
     """
 
     name: str
     metric: str  # the key of ``evaluate`` that the progress bar, plot and summary lead with
     info: dict[str, Any]  # what identifies the run in its summary (dataset, model, ...)
     init_params: Callable[[jax.Array], Any]  # key -> params
-    batch_plan: Callable[[Any, jax.Array, jax.Array, int], Any]  # (data, key, start, length)
+    init_plan_state: Callable[[jax.Array], Any]  # key -> plan_state before step 0
+    # (data, key, start, length, plan_state) -> (plan, plan_state after the chunk)
+    batch_plan: Callable[[Any, jax.Array, jax.Array, int, Any], tuple[Any, Any]]
     sample_batch: Callable[[Any, Any], Any]  # (data, one step of the plan) -> batch
     loss: Callable[[Any, Any], jax.Array]  # (params, batch) -> mean loss over the batch
     evaluate: Callable[[Any, Any], dict[str, jax.Array]]  # (params, data) -> {"train_error": ...}
@@ -39,25 +44,45 @@ class Task(NamedTuple):
     batch_axis: int = 0  # the axis of every minibatch leaf that indexes the cases
 
 
-def _epoch_rows(
-    num_cases: int, key: jax.Array, start: jax.Array, length: int, batch_size: int
-) -> jax.Array:
-    """Rows of the minibatches of steps ``start .. start + length - 1``, shape (length, batch).
+def _epoch_order(num_cases: int, key: jax.Array, epoch: jax.Array) -> jax.Array:
+    """The order of the cases in ``epoch``: a fresh permutation (``fold_in(key, epoch)``)."""
+    return jax.random.permutation(jax.random.fold_in(key, epoch), num_cases)
 
-    Every epoch is a fresh permutation of the cases (``fold_in(key, epoch)``), cut into
-    ``num_cases // batch_size`` minibatches; the remainder of each permutation is dropped. Only the
-    permutations of the epochs this chunk touches are computed.
+
+def _epoch_rows(
+    num_cases: int,
+    key: jax.Array,
+    start: jax.Array,
+    length: int,
+    batch_size: int,
+    order: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """Rows of the minibatches of steps ``start .. start + length - 1``, shape (length, batch),
+    and the order of the epoch that step ``start + length`` falls in.
+
+    Every epoch's order (``_epoch_order``) is cut into ``num_cases // batch_size`` minibatches;
+    the remainder is dropped. ``order`` is the order of the epoch that ``start`` falls in; later
+    epochs' orders are computed only by a chunk that reaches them (a ``lax.cond``, which stays a
+    branch under ``vmap`` when ``start`` is not batched), so a permutation, whose sort is far
+    dearer than a step on a CPU, is computed once per epoch.
     """
     batches_per_epoch = num_cases // batch_size
     first_epoch = start // batches_per_epoch
+    offset = start - first_epoch * batches_per_epoch
     # The chunk starts at most batches_per_epoch - 1 batches into its first epoch.
-    num_epochs = -(-(length + batches_per_epoch - 1) // batches_per_epoch)
-    epochs = first_epoch + jnp.arange(num_epochs)
-    orders = jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(key, e), num_cases))(
-        epochs
+    num_later = (batches_per_epoch - 1 + length) // batches_per_epoch
+    reached = (offset + length) // batches_per_epoch  # epochs entered after the first
+
+    def later_orders():
+        epochs = first_epoch + 1 + jnp.arange(num_later)
+        return jax.vmap(lambda e: _epoch_order(num_cases, key, e))(epochs)
+
+    later = jax.lax.cond(
+        reached > 0, later_orders, lambda: jnp.zeros((num_later, num_cases), order.dtype)
     )
+    orders = jnp.concatenate([order[None], later])
     rows = orders[:, : batches_per_epoch * batch_size].reshape(-1, batch_size)
-    return jax.lax.dynamic_slice_in_dim(rows, start - first_epoch * batches_per_epoch, length)
+    return jax.lax.dynamic_slice_in_dim(rows, offset, length), orders[reached]
 
 
 def autoencoder(config: settings.Config, dataset: Dataset) -> Task:
@@ -89,8 +114,11 @@ def autoencoder(config: settings.Config, dataset: Dataset) -> Task:
     def init_params(key):
         return model.init(key, jnp.zeros((1, input_size), jnp.float32))["params"]
 
-    def batch_plan(data, key, start, length):
-        return _epoch_rows(data["train"].shape[0], key, start, length, batch_size)
+    def init_plan_state(key):
+        return _epoch_order(num_train, key, 0)
+
+    def batch_plan(data, key, start, length, order):
+        return _epoch_rows(data["train"].shape[0], key, start, length, batch_size, order)
 
     def sample_batch(data, rows):
         return data["train"][rows]
@@ -115,15 +143,16 @@ def autoencoder(config: settings.Config, dataset: Dataset) -> Task:
     data = {"train": jnp.asarray(dataset.train), "test": jnp.asarray(dataset.test)}
     info = {"dataset": config.data.dataset, "model": config.model.name}
     return Task(
-        config.data.dataset,
-        "train_error",
-        info,
-        init_params,
-        batch_plan,
-        sample_batch,
-        loss,
-        evaluate,
-        data,
+        name=config.data.dataset,
+        metric="train_error",
+        info=info,
+        init_params=init_params,
+        init_plan_state=init_plan_state,
+        batch_plan=batch_plan,
+        sample_batch=sample_batch,
+        loss=loss,
+        evaluate=evaluate,
+        data=data,
     )
 
 
@@ -156,9 +185,15 @@ def sequence(config: settings.RnnConfig) -> Task:
     def init_params(key):
         return model.init(key, test.inputs[:, :1])["params"]
 
-    def batch_plan(data, key, start, length):
+    def init_plan_state(key):
+        del key
+        return jnp.zeros([], jnp.int32)  # nothing to carry (every step folds in its index);
+        # a scalar, since orbax does not save empty arrays
+
+    def batch_plan(data, key, start, length, plan_state):
         del data
-        return jax.vmap(lambda t: jax.random.fold_in(key, t))(start + jnp.arange(length))
+        keys = jax.vmap(lambda t: jax.random.fold_in(key, t))(start + jnp.arange(length))
+        return keys, plan_state
 
     def sample_batch(data, key):
         del data
@@ -182,14 +217,15 @@ def sequence(config: settings.RnnConfig) -> Task:
     info = {"task": config.data.task, "length": config.data.length}
     name = f"{config.data.task} T={config.data.length}"
     return Task(
-        name,
-        "zero_one_error",
-        info,
-        init_params,
-        batch_plan,
-        sample_batch,
-        loss,
-        evaluate,
-        test,
+        name=name,
+        metric="zero_one_error",
+        info=info,
+        init_params=init_params,
+        init_plan_state=init_plan_state,
+        batch_plan=batch_plan,
+        sample_batch=sample_batch,
+        loss=loss,
+        evaluate=evaluate,
+        data=test,
         batch_axis=1,  # sequences are time-major: (T, batch, ...)
     )

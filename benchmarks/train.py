@@ -47,6 +47,12 @@ class TrainState(NamedTuple):
     opt_state: Any
     rng: jax.Array  # raw key data (uint32) of the minibatch order.
     hparams: dict[str, jax.Array]  # learning_rate and mu_max (or mu_0) of this run.
+    plan_state: Any  # what the task's batch plan carries between chunks (see tasks.Task).
+
+
+# How a grid's state is batched: the members train in lockstep, so they share one unbatched
+# step; a chunk can then branch on it (lax.cond) instead of evaluating both sides per member.
+GRID_AXES = TrainState(step=None, params=0, opt_state=0, rng=0, hparams=0, plan_state=0)
 
 
 def hyperparameters(config: settings.OptimizerConfig) -> dict[str, float]:
@@ -118,17 +124,21 @@ def train_step(
     return state._replace(step=state.step + 1, params=params, opt_state=opt_state), loss
 
 
-def batch_plan(state: TrainState, data: Any, task: tasks.Task, length: int) -> Any:
-    """What the next ``length`` steps need to draw their minibatches (leading axis = step)."""
-    return task.batch_plan(data, jax.random.wrap_key_data(state.rng), state.step, length)
+def batch_plan(state: TrainState, data: Any, task: tasks.Task, length: int) -> tuple[Any, Any]:
+    """What the next ``length`` steps need to draw their minibatches (leading axis = step), and
+    the plan state after them."""
+    key = jax.random.wrap_key_data(state.rng)
+    return task.batch_plan(data, key, state.step, length, state.plan_state)
 
 
-def train_chunk(state: TrainState, data: Any, *, length: int, **step_kwargs: Any):
+def train_chunk(
+    state: TrainState, data: Any, *, length: int, **step_kwargs: Any
+) -> tuple[TrainState, jax.Array]:
     """``length`` steps in one ``lax.scan``; returns the state and the mean minibatch loss."""
-    plan = batch_plan(state, data, step_kwargs["task"], length)
+    plan, plan_state = batch_plan(state, data, step_kwargs["task"], length)
     step = functools.partial(train_step, **step_kwargs)
     state, losses = jax.lax.scan(lambda s, p: step(s, data, p), state, plan)
-    return state, losses.mean()
+    return state._replace(plan_state=plan_state), losses.mean()
 
 
 def init_state(
@@ -144,7 +154,12 @@ def init_state(
     tx, _ = make_optimizer(config.optimizer, total_steps, hparams)
     hparams = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
     return TrainState(
-        jnp.zeros([], jnp.int32), params, tx.init(params), jax.random.key_data(order_key), hparams
+        step=jnp.zeros([], jnp.int32),
+        params=params,
+        opt_state=tx.init(params),
+        rng=jax.random.key_data(order_key),
+        hparams=hparams,
+        plan_state=task.init_plan_state(order_key),
     )
 
 
@@ -285,14 +300,14 @@ def train(
     def chunk(state: TrainState, data: Any, length: int):
         run_chunk = functools.partial(train_chunk, length=length, **step_kwargs)
         return (
-            jax.vmap(run_chunk, in_axes=(0, None))(state, data)
+            jax.vmap(run_chunk, in_axes=(GRID_AXES, None), out_axes=(GRID_AXES, 0))(state, data)
             if is_grid
             else run_chunk(state, data)
         )
 
     if is_grid:
-        init = jax.vmap(init)
-        evaluate = jax.vmap(evaluate, in_axes=(0, None))
+        init = jax.vmap(init, out_axes=GRID_AXES)
+        evaluate = jax.vmap(evaluate, in_axes=(GRID_AXES, None))
         state = jax.jit(init)(hparams, seeds)
     else:
         state = jax.jit(init)({k: v[0] for k, v in hparams.items()}, seeds[0])

@@ -87,7 +87,7 @@ def test_scan_chunks_equal_single_steps():
     kwargs = {"task": task, "config": config, "total_steps": 100}
     state = train.init_state(task, config, 100, train.hyperparameters(config.optimizer), seed=3)
     scanned, _ = jax.jit(lambda s: train.train_chunk(s, task.data, length=7, **kwargs))(state)
-    plan = train.batch_plan(state, task.data, task, 7)
+    plan, _ = train.batch_plan(state, task.data, task, 7)
     step = jax.jit(lambda s, p: train.train_step(s, task.data, p, **kwargs)[0])
     for t in range(7):
         state = step(state, jax.tree.map(lambda x, t=t: x[t], plan))
@@ -368,16 +368,52 @@ def test_minibatch_rows_are_epoch_permutations(start, length):
 
     num_cases, batch = 23, 5  # 4 batches per epoch, 3 cases dropped from each permutation
     key = jax.random.key(0)
-    rows = np.asarray(tasks._epoch_rows(num_cases, key, jnp.asarray(start), length, batch))
+
+    def order(epoch):
+        return np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), num_cases))
+
+    rows, after = tasks._epoch_rows(
+        num_cases, key, jnp.asarray(start), length, batch, jnp.asarray(order(start // 4))
+    )
+    rows = np.asarray(rows)
     assert rows.shape == (length, batch)
     for i, step in enumerate(range(start, start + length)):
         epoch, index = divmod(step, 4)
-        order = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), num_cases))
-        np.testing.assert_array_equal(rows[i], order[index * batch : (index + 1) * batch])
-    # Within an epoch no case repeats; successive epochs are ordered differently.
-    epoch = np.asarray(tasks._epoch_rows(num_cases, key, jnp.asarray(0), 8, batch))
-    assert len(set(epoch[:4].ravel())) == 20 and len(set(epoch[4:].ravel())) == 20
-    assert not np.array_equal(epoch[:4], epoch[4:])
+        np.testing.assert_array_equal(rows[i], order(epoch)[index * batch : (index + 1) * batch])
+    # The carried order is the one of the epoch the next chunk starts in.
+    np.testing.assert_array_equal(after, order((start + length) // 4))
+
+
+def test_minibatch_order_carried_across_chunks_and_under_vmap():
+    """Chained chunks (the order carried between them) draw the same rows as one long chunk,
+    also for a vmapped grid of keys sharing an unbatched step; every epoch is a permutation."""
+    import tasks
+
+    num_cases, batch = 23, 5  # 4 batches per epoch
+    keys = jax.random.split(jax.random.key(1), 3)
+
+    def chunk(length):
+        def rows(key, start, order):
+            return tasks._epoch_rows(num_cases, key, start, length, batch, order)
+
+        return jax.jit(jax.vmap(rows, in_axes=(0, None, 0)))
+
+    first = jax.vmap(lambda k: tasks._epoch_order(num_cases, k, 0))(keys)
+    whole, _ = chunk(17)(keys, jnp.asarray(0), first)
+    # With the step unbatched the next epoch's order stays a branch (not a select of both sides).
+    assert " cond[" in str(jax.make_jaxpr(chunk(3))(keys, jnp.asarray(0), first))
+    order, start, pieces = first, 0, []
+    for n in (3, 1, 5, 4, 4):
+        rows, order = chunk(n)(keys, jnp.asarray(start), order)
+        pieces.append(np.asarray(rows))
+        start += n
+    chained = np.concatenate(pieces, axis=1)
+    np.testing.assert_array_equal(chained, np.asarray(whole))
+    for member in chained:
+        for epoch in range(4):
+            assert len(set(member[4 * epoch : 4 * epoch + 4].ravel())) == 20
+    assert not np.array_equal(chained[0, :4], chained[0, 4:8])  # epochs ordered differently
+    assert not np.array_equal(chained[0], chained[1])  # members draw their own orders
 
 
 def test_autoencoder_errors_match_numpy():
