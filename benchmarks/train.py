@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -286,7 +287,12 @@ def train(
     if config_path.exists() and summary_path.exists():
         print(f"{workdir} already holds this finished run.")
         return json.loads(summary_path.read_text())
-    report.write_json(config_path, {**record, "environment": report.environment()})
+    # Launched as several processes (jax.distributed), all train and only the first writes files
+    # (orbax coordinates the checkpoints itself); barriers keep reads before rewrites.
+    writes = jax.process_index() == 0
+    _barrier("nagmom: config checked")
+    if writes:
+        report.write_json(config_path, {**record, "environment": report.environment()})
 
     step_kwargs = {"task": task, "config": config, "total_steps": run.steps}
     hparams = {
@@ -325,10 +331,11 @@ def train(
         state = checkpoints.restore(state)
         start_step = checkpoints.latest_step()
         kept = [r for r in report.read_metrics(metrics_path) if r["step"] <= start_step]
-        metrics_path.unlink()
         print(f"Resuming from the checkpoint at step {start_step} in {workdir}")
     else:
         kept = []
+    _barrier("nagmom: metrics read")
+    if writes:
         metrics_path.unlink(missing_ok=True)
 
     lengths = _chunk_lengths(start_step, run.steps, run.log_every)
@@ -361,7 +368,7 @@ def train(
     def save() -> None:
         checkpoints.save(int(np.ravel(state.step)[0]), state)
 
-    with report.MetricsWriter(metrics_path) as writer, tqdm(
+    with report.MetricsWriter(metrics_path if writes else Path(os.devnull)) as writer, tqdm(
         total=run.steps, initial=start_step, unit="step", disable=None if progress else True,
         desc=task.name,
     ) as bar:  # fmt: skip
@@ -429,6 +436,8 @@ def train(
     else:
         summary[f"initial_{task.metric}"] = initials[0][task.metric]
         summary.update({k: finals[0][k] for k in error_keys + ["train_loss"]})
+    if not writes:
+        return summary
     report.write_json(summary_path, summary)
     momentum_name, momentum_value = next(iter(config.optimizer.momentum_summary.items()))
     steps = np.arange(0, run.steps + 1, max(1, run.steps // 2000))
@@ -440,6 +449,14 @@ def train(
         momentum=(steps, np.asarray(jax.vmap(schedules[0])(steps))),
     )
     return summary
+
+
+def _barrier(name: str) -> None:
+    """Waits for every process of a multi-process run (nothing to wait for in one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def _evaluate(state: TrainState, data: Any, *, task: tasks.Task, optimizer_name: str):

@@ -631,3 +631,41 @@ def test_data_parallel_on_four_devices_matches_one_device():
     run_on_four_cpu_devices(
         _DATA_PARALLEL_SCRIPT.format(benchmarks=benchmarks, tiny=TINY, rnn=RNN_TINY)
     )
+
+
+_TWO_PROCESS_SCRIPT = """
+import json, sys
+from pathlib import Path
+process_id, coordinator, benchmarks, out, raw = sys.argv[1:]
+sys.path.insert(0, benchmarks)
+import jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(coordinator, num_processes=2, process_id=int(process_id))
+import settings, train
+config = settings.from_dict(json.loads(raw), {"run.data_parallel": True})
+summary = train.train(train.build_task(config), config, Path(out), progress=False)
+print(json.dumps({"process": jax.process_index(), "devices": summary["devices"],
+                  "train_error": summary["train_error"]}))
+"""
+
+
+def test_two_processes_train_data_parallel_and_write_once(tmp_path):
+    """Launched as two jax.distributed processes (one CPU device each), the run splits every
+    minibatch over both, gives the one-process result, and only the first process writes."""
+    from multidevice import run_as_processes
+
+    raw = {**TINY, "run": {**TINY["run"], "steps": 40, "batch_size": 40, "log_every": 20}}
+    benchmarks = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    outputs = run_as_processes(
+        _TWO_PROCESS_SCRIPT, [benchmarks, str(tmp_path / "two"), json.dumps(raw)]
+    )
+    results = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
+    assert sorted(r["process"] for r in results) == [0, 1]
+    assert {r["devices"] for r in results} == {2}
+    one = train.train_and_evaluate(settings.from_dict(raw), tmp_path / "one", progress=False)
+    for r in results:
+        np.testing.assert_allclose(r["train_error"], one["train_error"], rtol=1e-5)
+    rows = report.read_metrics(tmp_path / "two" / "metrics.jsonl")
+    assert [row["step"] for row in rows] == [0, 20, 40]  # written once, not once per process
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["devices"] == 2 and summary["train_error"] == results[0]["train_error"]
