@@ -12,6 +12,7 @@ from typing import Any
 
 import data
 import jax
+import numpy as np
 import report
 import settings
 import train
@@ -63,6 +64,19 @@ def parse_args(
     return parser.parse_args(argv)
 
 
+def default_out(config_path: Path) -> Path:
+    """``runs/<config name>/<local time>``; in a multi-process launch every process takes the
+    first one's time, so that all of them write to one directory."""
+    stamp = np.asarray(time.localtime()[:6], np.int32)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        stamp = multihost_utils.broadcast_one_to_all(stamp)
+    year, month, day, hour, minute, second = (int(v) for v in stamp)
+    name = f"{year:04d}{month:02d}{day:02d}-{hour:02d}{minute:02d}{second:02d}"
+    return Path("runs") / config_path.stem / name
+
+
 def main(
     argv: Sequence[str] | None,
     *,
@@ -91,7 +105,7 @@ def main(
         jax.distributed.initialize()
     flags = {**OVERRIDES, **{flag[0]: flag[3] for flag in extra_flags}}
     values = {key: getattr(args, flag) for flag, key in flags.items()}
-    out = args.out or Path("runs") / args.config.stem / time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or default_out(args.config)
     try:
         config = settings.load(
             args.config, {k: v for k, v in values.items() if v is not None}, kind=kind

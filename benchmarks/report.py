@@ -26,6 +26,12 @@ def environment() -> dict[str, Any]:
     }
 
 
+def writes_files() -> bool:
+    """Whether this process writes a run's files: always, unless it is not the first process of
+    a multi-process (``jax.distributed``) launch, where every process trains the same run."""
+    return jax.process_index() == 0
+
+
 class MetricsWriter:
     """Appends one JSON object per log point to ``path``, flushed at once, so nothing is lost."""
 

@@ -116,6 +116,8 @@ def run_table1(config: settings.TableConfig, workdir: Path, *, progress: bool = 
         "cells": [{**c, "paper": paper_value(dataset, c["optimizer"], c["mu_max"])} for c in cells],
         "environment": report.environment(),
     }
+    if not report.writes_files():
+        return result
     report.write_json(workdir / "table1.json", result)
     (workdir / "table1.md").write_text(markdown(dataset, cells, config.run.steps))
     series = [
@@ -197,6 +199,8 @@ def run_nag_variants(
         "cells": cells,
         "environment": report.environment(),
     }
+    if not report.writes_files():
+        return result
     report.write_json(workdir / f"table{table}.json", result)
     (workdir / f"table{table}.md").write_text(variants_markdown(result))
     series = [

@@ -289,7 +289,7 @@ def train(
         return json.loads(summary_path.read_text())
     # Launched as several processes (jax.distributed), all train and only the first writes files
     # (orbax coordinates the checkpoints itself); barriers keep reads before rewrites.
-    writes = jax.process_index() == 0
+    writes = report.writes_files()
     _barrier("nagmom: config checked")
     if writes:
         report.write_json(config_path, {**record, "environment": report.environment()})

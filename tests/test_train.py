@@ -634,24 +634,27 @@ def test_data_parallel_on_four_devices_matches_one_device():
 
 
 _TWO_PROCESS_SCRIPT = """
-import json, sys
+import json, sys, time
 from pathlib import Path
 process_id, coordinator, benchmarks, out, raw = sys.argv[1:]
 sys.path.insert(0, benchmarks)
 import jax
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
 jax.distributed.initialize(coordinator, num_processes=2, process_id=int(process_id))
-import settings, train
+import cli, settings, train
 config = settings.from_dict(json.loads(raw), {"run.data_parallel": True})
 summary = train.train(train.build_task(config), config, Path(out), progress=False)
+time.sleep(1.5 * int(process_id))  # the processes' clocks now read different seconds
 print(json.dumps({"process": jax.process_index(), "devices": summary["devices"],
-                  "train_error": summary["train_error"]}))
+                  "train_error": summary["train_error"],
+                  "default_out": str(cli.default_out(Path("configs/x.toml")))}))
 """
 
 
 def test_two_processes_train_data_parallel_and_write_once(tmp_path):
     """Launched as two jax.distributed processes (one CPU device each), the run splits every
-    minibatch over both, gives the one-process result, and only the first process writes."""
+    minibatch over both, gives the one-process result, only the first process writes, and both
+    take the same default --out."""
     from multidevice import run_as_processes
 
     raw = {**TINY, "run": {**TINY["run"], "steps": 40, "batch_size": 40, "log_every": 20}}
@@ -662,6 +665,7 @@ def test_two_processes_train_data_parallel_and_write_once(tmp_path):
     results = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
     assert sorted(r["process"] for r in results) == [0, 1]
     assert {r["devices"] for r in results} == {2}
+    assert len({r["default_out"] for r in results}) == 1
     one = train.train_and_evaluate(settings.from_dict(raw), tmp_path / "one", progress=False)
     for r in results:
         np.testing.assert_allclose(r["train_error"], one["train_error"], rtol=1e-5)
@@ -669,3 +673,26 @@ def test_two_processes_train_data_parallel_and_write_once(tmp_path):
     assert [row["step"] for row in rows] == [0, 20, 40]  # written once, not once per process
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert summary["devices"] == 2 and summary["train_error"] == results[0]["train_error"]
+
+
+def test_tables_in_a_process_that_does_not_write(tmp_path, monkeypatch):
+    """A later process of a multi-process launch (``report.writes_files()`` false) runs Table 2
+    to the same result as the writing process, writing (and reading) no file of its own."""
+    import tables
+
+    raw = {
+        **TINY,
+        "optimizer": {**TINY["optimizer"], "final_steps": 10},
+        "run": {**TINY["run"], "steps": 20, "log_every": 20},
+        "table": {"mu_maxes": [0.9], "learning_rates": [0.005], "seeds": [0]},
+    }
+    config = settings.from_dict(raw, kind=settings.TableConfig)
+    written = tables.run_nag_variants(config, tmp_path / "writer", table=2, progress=False)
+    monkeypatch.setattr(report, "writes_files", lambda: False)
+    silent = tables.run_nag_variants(config, tmp_path / "silent", table=2, progress=False)
+    assert [c["train_error"] for c in silent["cells"]] == [
+        c["train_error"] for c in written["cells"]
+    ]
+    files = [p for p in (tmp_path / "silent").rglob("*") if p.is_file()]
+    assert [p for p in files if "checkpoints" not in p.parts] == []  # orbax writes its own
+    assert (tmp_path / "writer" / "table2.md").exists()
