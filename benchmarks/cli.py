@@ -53,7 +53,8 @@ def parse_args(
     parser.add_argument(
         "--distributed",
         action="store_true",
-        help="call jax.distributed.initialize() first (multi-process launch, e.g. SLURM)",
+        help="call jax.distributed.initialize() first (multi-process launch, e.g. SLURM); "
+        "implies --data-parallel",
     )
     for flag, flag_type, help_text in extra_flags:
         parser.add_argument(
@@ -105,6 +106,8 @@ def main(
         jax.distributed.initialize()
     flags = {**OVERRIDES, **{flag[0]: flag[3] for flag in extra_flags}}
     values = {key: getattr(args, flag) for flag, key in flags.items()}
+    if args.distributed and args.data_parallel is None:
+        values["run.data_parallel"] = True  # the processes split every minibatch
     out = args.out or default_out(args.config)
     try:
         config = settings.load(

@@ -2,9 +2,10 @@
 
     python benchmarks/sweep_speed.py --config configs/table1_curves.toml --steps 200
 
-Both sides run the harness's own compiled chunk (``train.train_chunk``) on the same task, with
-the same members, interleaved over ``--repeats`` repetitions in one process; the median times and
-their ratio are printed and written to ``sweep_speed.json`` with the environment.
+Both sides run the harness's own compiled chunk (``train.train_chunk``; for the grid
+``train.grid_chunk``) on the same task, with the same members, interleaved over ``--repeats``
+repetitions in one process; the median times and their ratio are printed and written to
+``sweep_speed.json`` with the environment.
 """
 
 from __future__ import annotations
@@ -45,14 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     seeds = np.zeros(len(learning_rates), np.int32)
     init = functools.partial(train.init_state, task, config, args.steps)
-    chunk = functools.partial(
-        train.train_chunk, length=args.steps, task=task, config=config, total_steps=args.steps
-    )
+    chunk_kwargs = {"length": args.steps, "task": task, "config": config, "total_steps": args.steps}
     grid_init = jax.jit(jax.vmap(init, out_axes=train.GRID_AXES))
-    grid_chunk = jax.jit(
-        jax.vmap(chunk, in_axes=(train.GRID_AXES, None), out_axes=(train.GRID_AXES, 0))
-    )
-    one_init, one_chunk = jax.jit(init), jax.jit(chunk)
+    grid_chunk = jax.jit(functools.partial(train.grid_chunk, **chunk_kwargs))
+    one_init = jax.jit(init)
+    one_chunk = jax.jit(functools.partial(train.train_chunk, **chunk_kwargs))
 
     def run_grid():
         return grid_chunk(grid_init(members, seeds), task.data)

@@ -142,6 +142,15 @@ def train_chunk(
     return state._replace(plan_state=plan_state), losses.mean()
 
 
+def grid_chunk(
+    state: TrainState, data: Any, *, length: int, **step_kwargs: Any
+) -> tuple[TrainState, jax.Array]:
+    """``train_chunk`` for every member of a grid at once (``state`` batched as ``GRID_AXES``);
+    returns the state and each member's mean minibatch loss."""
+    chunk = functools.partial(train_chunk, length=length, **step_kwargs)
+    return jax.vmap(chunk, in_axes=(GRID_AXES, None), out_axes=(GRID_AXES, 0))(state, data)
+
+
 def init_state(
     task: tasks.Task,
     config: settings.Config,
@@ -232,7 +241,16 @@ class _Checkpoints:
 
     def restore(self, abstract_state: TrainState) -> TrainState:
         step = self.manager.latest_step()
-        restored = self.manager.restore(step, args=self._ocp.args.StandardRestore(abstract_state))
+        try:
+            restored = self.manager.restore(
+                step, args=self._ocp.args.StandardRestore(abstract_state)
+            )
+        except ValueError as e:  # another layout of the state: an older harness wrote it
+            raise settings.ConfigError(
+                f"the checkpoint at step {step} in {self.manager.directory} does not hold this "
+                f"harness's training state ({str(e).splitlines()[0]}); it was written by another "
+                "version: choose another --out."
+            ) from e
         return TrainState(*restored)
 
     def close(self) -> None:
@@ -275,6 +293,11 @@ def train(
     members = grid_members(config, grid)
     is_grid = grid is not None
     record = {"config": config.to_dict(), "grid": grid}
+    if jax.process_count() > 1 and not run.data_parallel:
+        raise settings.ConfigError(
+            f"this run has {jax.process_count()} processes (jax.distributed) and must split its "
+            "minibatches over them: set run.data_parallel (--data-parallel)."
+        )
     num_devices = len(data_parallel_devices(run.batch_size)) if run.data_parallel else 1
     config_path = workdir / "config.json"
     if config_path.exists():
@@ -304,12 +327,7 @@ def train(
     evaluate = functools.partial(_evaluate, task=task, optimizer_name=config.optimizer.name)
 
     def chunk(state: TrainState, data: Any, length: int):
-        run_chunk = functools.partial(train_chunk, length=length, **step_kwargs)
-        return (
-            jax.vmap(run_chunk, in_axes=(GRID_AXES, None), out_axes=(GRID_AXES, 0))(state, data)
-            if is_grid
-            else run_chunk(state, data)
-        )
+        return (grid_chunk if is_grid else train_chunk)(state, data, length=length, **step_kwargs)
 
     if is_grid:
         init = jax.vmap(init, out_axes=GRID_AXES)

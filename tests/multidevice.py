@@ -32,6 +32,7 @@ def run_as_processes(script: str, args: list[str], num_processes: int = 2) -> li
     machine (CPU, gloo collectives); each gets ``sys.argv[1:] = [process_id, coordinator,
     *args]``. Returns their outputs; every one must exit 0."""
     import socket
+    import tempfile
 
     root = pathlib.Path(__file__).resolve().parents[1]
     with socket.socket() as s:
@@ -40,23 +41,23 @@ def run_as_processes(script: str, args: list[str], num_processes: int = 2) -> li
     env = dict(os.environ)
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", script, str(i), f"localhost:{port}", *args],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(num_processes)
-    ]
-    outputs = []
-    try:
-        for proc in procs:
-            out, err = proc.communicate(timeout=300)
-            assert proc.returncode == 0, err[-3000:]
-            outputs.append(out)
-    finally:
-        for proc in procs:
-            proc.kill()
-    return outputs
+    with tempfile.TemporaryDirectory() as logs:
+        # Output goes to files, not pipes: a process blocked on a full pipe while another waits
+        # for it at a barrier would stall the job.
+        paths = [(pathlib.Path(logs) / f"{i}.out", pathlib.Path(logs) / f"{i}.err")
+                 for i in range(num_processes)]  # fmt: skip
+        procs = []
+        try:
+            for i, (out, err) in enumerate(paths):
+                with out.open("w") as stdout, err.open("w") as stderr:
+                    procs.append(subprocess.Popen(
+                        [sys.executable, "-c", script, str(i), f"localhost:{port}", *args],
+                        env=env, stdout=stdout, stderr=stderr, text=True,
+                    ))  # fmt: skip
+            for proc, (_, err) in zip(procs, paths, strict=True):
+                proc.wait(timeout=300)
+                assert proc.returncode == 0, err.read_text()[-3000:]
+        finally:
+            for proc in procs:
+                proc.kill()
+        return [out.read_text() for out, _ in paths]

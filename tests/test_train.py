@@ -548,7 +548,7 @@ import settings, train
 
 assert jax.device_count() == 4
 raw = {tiny!r}
-raw["run"].update(steps=40, batch_size=40, log_every=20)
+raw["run"].update(steps=40, batch_size=40, log_every=20, checkpoint_every=20)
 one = settings.from_dict(raw)
 four = settings.from_dict(raw, {{"run.data_parallel": True}})
 task = train.build_task(one)
@@ -577,9 +577,14 @@ with tempfile.TemporaryDirectory() as tmp:
     assert (a["devices"], b["devices"]) == (1, 4)
     ea, eb = ([m["train_error"] for m in s["members"]] for s in (a, b))
     np.testing.assert_allclose(eb, ea, rtol=1e-5)
-    # Data parallelism is how a run executes, not what it computes: the same --out resumes.
+    # Data parallelism is how a run executes, not what it computes: a one-device run cut after
+    # its step-20 checkpoint resumes on four devices, to the same errors.
+    import shutil
+    (Path(tmp) / "one" / "summary.json").unlink()
+    shutil.rmtree(Path(tmp) / "one" / "checkpoints" / "40")
     again = train.train(task, four, Path(tmp) / "one", grid=grid, progress=False)
-    assert again["members"] == a["members"]
+    assert (again["devices"], again["resumed_from_step"]) == (4, 20), again
+    np.testing.assert_allclose([m["train_error"] for m in again["members"]], ea, rtol=1e-5)
     # A batch that does not split is refused before anything is written.
     bad = settings.from_dict(raw, {{"run.data_parallel": True, "run.batch_size": 50}})
     try:
@@ -696,3 +701,42 @@ def test_tables_in_a_process_that_does_not_write(tmp_path, monkeypatch):
     files = [p for p in (tmp_path / "silent").rglob("*") if p.is_file()]
     assert [p for p in files if "checkpoints" not in p.parts] == []  # orbax writes its own
     assert (tmp_path / "writer" / "table2.md").exists()
+
+
+def test_several_processes_must_be_data_parallel(tmp_path, monkeypatch):
+    """Without data parallelism the processes of a jax.distributed launch would each train the
+    whole run alone (and orbax cannot save their local arrays): refused before any file."""
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    with pytest.raises(settings.ConfigError, match="2 processes .* run.data_parallel"):
+        train.train_and_evaluate(_config(), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_distributed_flag_initializes_and_implies_data_parallel(tmp_path, monkeypatch):
+    import cli
+
+    calls, seen = [], []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda: calls.append(True))
+
+    def runner(config, out, progress):
+        seen.append(config.run.data_parallel)
+        return {}
+
+    path = tmp_path / "tiny.toml"
+    path.write_text(_toml(TINY))
+    for flags, expected in (([], True), (["--no-data-parallel"], False)):
+        argv = ["--config", str(path), "--out", str(tmp_path / "out"), "--distributed", *flags]
+        assert cli.main(argv, description="", default_config=path, kind=settings.Config,
+                        runner=runner) == 0  # fmt: skip
+        assert seen.pop() is expected
+    assert len(calls) == 2
+
+
+def test_checkpoint_of_another_state_layout_is_a_config_error(tmp_path):
+    state = {"params": jnp.zeros(3), "step": jnp.zeros([], jnp.int32)}
+    checkpoints = train._Checkpoints(tmp_path)
+    checkpoints.save(7, state)
+    older = {"params": jnp.zeros(3), "step": jnp.zeros([2], jnp.int32)}  # e.g. a per-member step
+    with pytest.raises(settings.ConfigError, match="step 7 .* another version"):
+        checkpoints.restore(older)
+    checkpoints.close()
