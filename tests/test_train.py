@@ -427,16 +427,37 @@ def test_autoencoder_errors_match_numpy():
     errors = jax.jit(task.evaluate)(params, task.data)
 
     def numpy_error(x):
-        h = np.asarray(x, np.float64)
-        layers = list(params.values())
-        for i, layer in enumerate(layers):
-            h = h @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"], np.float64)
-            if i != len(layers) // 2 - 1:  # every layer but the linear code layer is logistic
-                h = 1 / (1 + np.exp(-h))
-        return np.mean(np.sum((h - x) ** 2, axis=1))
+        return np.mean(np.sum((_numpy_reconstruction(params, x) - x) ** 2, axis=1))
 
     np.testing.assert_allclose(errors["train_error"], numpy_error(dataset.train), rtol=1e-5)
     np.testing.assert_allclose(errors["test_error"], numpy_error(dataset.test), rtol=1e-5)
+
+
+def _numpy_reconstruction(params, x):
+    """The autoencoder's output in float64 NumPy: every layer logistic but the code layer."""
+    h = np.asarray(x, np.float64)
+    layers = list(params.values())
+    for i, layer in enumerate(layers):
+        h = h @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"], np.float64)
+        if i != len(layers) // 2 - 1:
+            h = 1 / (1 + np.exp(-h))
+    return h
+
+
+def test_autoencoder_training_loss_is_cross_entropy_against_numpy():
+    """The minibatch loss of logistic outputs is the mean over cases of the cross-entropy summed
+    over pixels, -sum(x log p + (1 - x) log(1 - p)), computed here from p itself."""
+    import tasks
+
+    rng = np.random.default_rng(1)
+    dataset = Dataset(rng.random((100, 784), np.float32), rng.random((10, 784), np.float32))
+    task = tasks.autoencoder(_config(), dataset)
+    params = task.init_params(jax.random.key(2))
+    batch = dataset.train[:50]
+    p = _numpy_reconstruction(params, batch)
+    x = np.asarray(batch, np.float64)
+    expected = np.mean(-np.sum(x * np.log(p) + (1 - x) * np.log(1 - p), axis=1))
+    np.testing.assert_allclose(jax.jit(task.loss)(params, batch), expected, rtol=1e-5)
 
 
 def test_logged_errors_are_at_theta(tmp_path):
