@@ -109,13 +109,15 @@ def main(
     if args.distributed and args.data_parallel is None:
         values["run.data_parallel"] = True  # the processes split every minibatch
     out = args.out or default_out(args.config)
+    speaks = report.writes_files()  # of several processes, only the first prints and writes
     try:
         config = settings.load(
             args.config, {k: v for k, v in values.items() if v is not None}, kind=kind
         )
         if out.exists() and not out.is_dir():
             raise settings.ConfigError(f"--out {out} is a file, not a directory.")
-        print(f"Training with {config.optimizer.name}; outputs in {out}")
+        if speaks:
+            print(f"Training with {config.optimizer.name}; outputs in {out}")
         summary = runner(config, out, progress=not args.no_progress)
     except (settings.ConfigError, data.DataError, train.TrainingDivergedError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -131,7 +133,8 @@ def main(
         )
         return 130
     show = show or (lambda s: report.format_summary(s, summary_keys))
-    print(show({**summary, "out": str(out)}))
+    if speaks:
+        print(show({**summary, "out": str(out)}))
     return 0
 
 

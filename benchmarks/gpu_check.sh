@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The accelerator check, prepared to run once in under 9.5 minutes on a lent GPU (device tool):
+# The accelerator check, prepared to run once in at most 545 s on a lent GPU (device tool):
 #   1. update_speed.py: one donated update, ours vs Optax vs the memory-bandwidth bound;
 #   2. train_speed.py: harness vs hand-written step, GFLOP/s vs the matmul peak;
 #   3. the full-length CURVES NAG run (configs/curves.toml, 750,000 updates), cut at its
@@ -8,7 +8,7 @@
 #      with --data-parallel over the local GPUs (on a single GPU this checks only that the
 #      sharded program compiles and runs there).
 # Each part's results are copied into OUTDIR as soon as it ends, so a run cut off by the
-# device's 600 s limit still returns the parts that finished. Worst case about 8.5 minutes.
+# device's 600 s limit still returns the parts that finished. Worst case 545 s (limits below).
 # Usage (repo root): bash benchmarks/gpu_check.sh [OUTDIR]   (default: $OUT, else runs/gpu_check)
 # QUICK=1 shrinks every part to a smoke test that runs on a CPU in a few minutes.
 # Needs jax (with its CUDA plugin), optax, flax, chex, orbax-checkpoint, tqdm and matplotlib;
@@ -29,12 +29,14 @@ else
   # CURVES logs every 5,000 updates (its config's value), so that the Ctrl-C at the time limit
   # lands within the 20 s grace: a chunk, an evaluation and the checkpoint take seconds.
   CURVES=(--log-every 5000 --no-progress); PARALLEL=(--steps 3000 --log-every 1000)
-  LIMIT=(90 120 220 45)  # + 30 s for jax to start + 20 s grace for CURVES to save: 8.75 min
+  # 30 s for jax to start + these + 5 s kill grace each, 20 s for CURVES to save: 545 s.
+  LIMIT=(90 120 220 45)
 fi
 # At most 8 files come back from the device: keep the results, not the checkpoints.
 keep() { cp "$1" "$DEST/$2" 2>/dev/null || echo "(no $1)"; }
 # timeout returns 124 when it fires; --preserve-status gives the program's own status instead.
-limited() { timeout --preserve-status -k 20 "$@"; }
+# KILL_AFTER: seconds between the signal and a kill (the CURVES run needs them to save).
+limited() { timeout --preserve-status -k "${KILL_AFTER:-5}" "$@"; }
 {
   date -u
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
@@ -45,7 +47,7 @@ limited() { timeout --preserve-status -k 20 "$@"; }
   limited "${LIMIT[1]}" $PY benchmarks/train_speed.py "${TRAIN[@]}" --out "$WORK/train"
   echo "train_speed exit $?"
   keep "$WORK/train/train_speed.json" train_speed.json
-  limited -s INT "${LIMIT[2]}" $PY benchmarks/autoencoder.py --config configs/curves.toml \
+  KILL_AFTER=20 limited -s INT "${LIMIT[2]}" $PY benchmarks/autoencoder.py --config configs/curves.toml \
     "${CURVES[@]}" --out "$WORK/curves"
   echo "curves exit $? (130: stopped at the time limit, state saved)"
   keep "$WORK/curves/metrics.jsonl" curves_metrics.jsonl

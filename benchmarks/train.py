@@ -190,8 +190,9 @@ def data_parallel_devices(batch_size: int) -> list[jax.Device]:
     devices = jax.devices()
     if batch_size % len(devices):
         raise settings.ConfigError(
-            f"run.batch_size ({batch_size}) must divide by the {len(devices)} devices of "
-            "run.data_parallel."
+            f"run.batch_size ({batch_size}) does not split evenly over the {len(devices)} devices "
+            f"of run.data_parallel: use a multiple of {len(devices)}, or fewer devices (e.g. "
+            "CUDA_VISIBLE_DEVICES)."
         )
     return devices
 
@@ -245,11 +246,12 @@ class _Checkpoints:
             restored = self.manager.restore(
                 step, args=self._ocp.args.StandardRestore(abstract_state)
             )
-        except ValueError as e:  # another layout of the state: an older harness wrote it
+        except (ValueError, KeyError, TypeError) as e:  # another layout: an older harness's
+            reason = (str(e).splitlines() or [repr(e)])[0]
             raise settings.ConfigError(
                 f"the checkpoint at step {step} in {self.manager.directory} does not hold this "
-                f"harness's training state ({str(e).splitlines()[0]}); it was written by another "
-                "version: choose another --out."
+                f"harness's training state ({reason}); it was written by another version: "
+                "choose another --out."
             ) from e
         return TrainState(*restored)
 
@@ -298,7 +300,6 @@ def train(
             f"this run has {jax.process_count()} processes (jax.distributed) and must split its "
             "minibatches over them: set run.data_parallel (--data-parallel)."
         )
-    num_devices = len(data_parallel_devices(run.batch_size)) if run.data_parallel else 1
     config_path = workdir / "config.json"
     if config_path.exists():
         previous = json.loads(config_path.read_text())
@@ -306,13 +307,15 @@ def train(
             raise settings.ConfigError(
                 f"{workdir} holds a run with another config; choose another --out."
             )
+    # Launched as several processes (jax.distributed), all train and only the first writes files
+    # and prints (orbax coordinates the checkpoints itself); barriers keep reads before rewrites.
+    writes = report.writes_files()
     summary_path = workdir / "summary.json"
     if config_path.exists() and summary_path.exists():
-        print(f"{workdir} already holds this finished run.")
+        if writes:
+            print(f"{workdir} already holds this finished run.")
         return json.loads(summary_path.read_text())
-    # Launched as several processes (jax.distributed), all train and only the first writes files
-    # (orbax coordinates the checkpoints itself); barriers keep reads before rewrites.
-    writes = report.writes_files()
+    num_devices = len(data_parallel_devices(run.batch_size)) if run.data_parallel else 1
     _barrier("nagmom: config checked")
     if writes:
         report.write_json(config_path, {**record, "environment": report.environment()})
@@ -337,10 +340,13 @@ def train(
         state = jax.jit(init)({k: v[0] for k, v in hparams.items()}, seeds[0])
     evaluate = jax.jit(evaluate)
     data = task.data
+    jit_kwargs = {}
     if run.data_parallel:
-        state, data, step_kwargs["batch_sharding"] = data_parallel(
-            state, data, run.batch_size, task.batch_axis
-        )
+        state, data, batch_sharding = data_parallel(state, data, run.batch_size, task.batch_axis)
+        step_kwargs["batch_sharding"] = batch_sharding
+        # The state stays replicated (as it came in, so that it can be donated and fed back).
+        replicated = jax.sharding.NamedSharding(batch_sharding.mesh, jax.sharding.PartitionSpec())
+        jit_kwargs["out_shardings"] = (replicated, replicated)
 
     checkpoints = _Checkpoints(workdir)
     metrics_path = workdir / "metrics.jsonl"
@@ -349,7 +355,8 @@ def train(
         state = checkpoints.restore(state)
         start_step = checkpoints.latest_step()
         kept = [r for r in report.read_metrics(metrics_path) if r["step"] <= start_step]
-        print(f"Resuming from the checkpoint at step {start_step} in {workdir}")
+        if writes:
+            print(f"Resuming from the checkpoint at step {start_step} in {workdir}")
     else:
         kept = []
     _barrier("nagmom: metrics read")
@@ -357,7 +364,8 @@ def train(
         metrics_path.unlink(missing_ok=True)
 
     lengths = _chunk_lengths(start_step, run.steps, run.log_every)
-    jitted = jax.jit(chunk, static_argnames="length", donate_argnums=0)
+    jitted = jax.jit(chunk, static_argnames="length", donate_argnums=0, **jit_kwargs)
+    progress = progress and writes
     if progress:
         print("Compiling the training step, this might take a minute...")
     start = time.perf_counter()
@@ -477,7 +485,9 @@ def _barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def _evaluate(state: TrainState, data: Any, *, task: tasks.Task, optimizer_name: str):
+def _evaluate(
+    state: TrainState, data: Any, *, task: tasks.Task, optimizer_name: str
+) -> dict[str, jax.Array]:
     return task.evaluate(eval_params(state, optimizer_name), data)
 
 

@@ -58,7 +58,7 @@ def update_step(tx: optax.GradientTransformation) -> Callable[..., Any]:
     return step
 
 
-def hand_written_step(params, velocity, grads):
+def hand_written_step(params: Any, velocity: Any, grads: Any) -> tuple[Any, Any]:
     """The same NAG update written by hand, in one function over plain arrays (constant
     momentum, no ``GradientTransformation``): the fastest this backend compiles it, the yardstick
     for what a transform and a separate ``apply_updates`` cost."""
@@ -69,7 +69,7 @@ def hand_written_step(params, velocity, grads):
     return params, velocity
 
 
-def _triad(a, b, s):
+def _triad(a: jax.Array, b: jax.Array, s: jax.Array) -> tuple[jax.Array]:
     return (a + s * b,)
 
 

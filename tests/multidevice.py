@@ -33,6 +33,7 @@ def run_as_processes(script: str, args: list[str], num_processes: int = 2) -> li
     *args]``. Returns their outputs; every one must exit 0."""
     import socket
     import tempfile
+    import time
 
     root = pathlib.Path(__file__).resolve().parents[1]
     with socket.socket() as s:
@@ -54,8 +55,15 @@ def run_as_processes(script: str, args: list[str], num_processes: int = 2) -> li
                         [sys.executable, "-c", script, str(i), f"localhost:{port}", *args],
                         env=env, stdout=stdout, stderr=stderr, text=True,
                     ))  # fmt: skip
+            # The first process to fail is reported at once (the others may be waiting for it
+            # at a barrier).
+            deadline = time.monotonic() + 300
+            while any(proc.poll() is None for proc in procs):
+                for proc, (_, err) in zip(procs, paths, strict=True):
+                    assert proc.poll() in (None, 0), err.read_text()[-3000:]
+                assert time.monotonic() < deadline, "the processes did not finish in 300 s"
+                time.sleep(0.2)
             for proc, (_, err) in zip(procs, paths, strict=True):
-                proc.wait(timeout=300)
                 assert proc.returncode == 0, err.read_text()[-3000:]
         finally:
             for proc in procs:

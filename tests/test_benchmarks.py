@@ -69,6 +69,14 @@ def test_update_speed_step_is_update_then_apply():
         np.testing.assert_allclose(final, phi, rtol=1e-6, atol=1e-7)
 
 
+def test_train_speed_refuses_a_batch_larger_than_the_set(tmp_path, capsys):
+    argv = ["--nets", "curves", "--batch-sizes", "50000", "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as exit_info:
+        train_speed.main(argv)
+    assert exit_info.value.code == 2
+    assert "exceed the 20,000 training cases of curves" in capsys.readouterr().err
+
+
 def test_bad_sizes_are_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         update_speed.main(["--sizes", "0", "--out", str(tmp_path / "out")])
@@ -140,6 +148,10 @@ def test_train_speed_writes_rows(tmp_path):
         expected = rate * train_speed.flops_per_step(shapes, row["batch_sizes"][name]) / 1e9
         np.testing.assert_allclose(row["gflops_per_second"][name], expected, rtol=1e-9)
     assert row["parameters"] == 842_340 and result["matmul_peak_gflops_per_second"] > 0
+    # By hand: the products sum to 840,000 multiply-adds per case; forward, weight gradient and
+    # input gradient (none at the 784 x 400 first layer), 2 FLOPs each, 200 cases.
+    assert train_speed.flops_per_step(shapes, 200) == 2 * 200 * (3 * 840_000 - 784 * 400)
+    assert train_speed.flops_per_step(shapes, 200) == 882_560_000
     assert set(row["compile_seconds"]) == {"harness", "hand-written"}
     assert "| curves (842,340) | harness |" in (out / "train_speed.md").read_text()
 

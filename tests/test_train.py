@@ -611,7 +611,7 @@ with tempfile.TemporaryDirectory() as tmp:
     try:
         train.train(task, bad, Path(tmp) / "bad", progress=False)
     except settings.ConfigError as e:
-        assert "must divide by the 4 devices" in str(e), e
+        assert "does not split evenly over the 4 devices" in str(e), e
     else:
         raise AssertionError("batch 50 on 4 devices was accepted")
     assert not (Path(tmp) / "bad" / "config.json").exists()
@@ -640,7 +640,7 @@ for a, b in zip(jax.tree.leaves(got.params), jax.tree.leaves(rnn_ref.params), st
 try:
     train.data_parallel(state, task.data, 50)
 except settings.ConfigError as e:
-    assert "must divide by the 4 devices" in str(e), e
+    assert "does not split evenly over the 4 devices" in str(e), e
 else:
     raise AssertionError("batch 50 on 4 devices was accepted")
 print("OK")
@@ -760,4 +760,17 @@ def test_checkpoint_of_another_state_layout_is_a_config_error(tmp_path):
     older = {"params": jnp.zeros(3), "step": jnp.zeros([2], jnp.int32)}  # e.g. a per-member step
     with pytest.raises(settings.ConfigError, match="step 7 .* another version"):
         checkpoints.restore(older)
+    checkpoints.close()
+
+
+def test_checkpoint_of_an_older_training_state_is_a_config_error(tmp_path):
+    """A state saved before ``plan_state`` joined ``TrainState`` (5 fields, not 6)."""
+    fields = (jnp.zeros([], jnp.int32), {"w": jnp.zeros(3)}, (), jnp.zeros(2, jnp.uint32))
+    older = (*fields, {"learning_rate": jnp.zeros([])})
+    checkpoints = train._Checkpoints(tmp_path)
+    checkpoints.save(5, older)
+    checkpoints.close()
+    checkpoints = train._Checkpoints(tmp_path)
+    with pytest.raises(settings.ConfigError, match="step 5 .* another version: choose another"):
+        checkpoints.restore(train.TrainState(*older, jnp.zeros(4, jnp.int32)))
     checkpoints.close()
