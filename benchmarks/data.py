@@ -288,13 +288,20 @@ def _fetch_missing(
             f"{path} is missing; pass --data-dir pointing to a folder with {wanted}, "
             f"or allow downloading from one of {', '.join(mirrors)}."
         )
+    created = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(
             f"{path.parent}: cannot create the data folder ({e}); pass --data-dir."
         ) from e
-    _download(path.name, path, mirrors=mirrors, verify=verify, wanted=wanted)
+    try:
+        _download(path.name, path, mirrors=mirrors, verify=verify, wanted=wanted)
+    except DataError:
+        for folder in created:  # a mistyped --data-dir leaves nothing behind
+            if folder.exists() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
 
 
 def _download(

@@ -177,12 +177,17 @@ def test_load_mnist_all_mirrors_fail(tmp_path, monkeypatch):
     (wrong / "train-images-idx3-ubyte.gz").write_bytes(b"not mnist")
     nowhere = (tmp_path / "nowhere").as_uri() + "/"
     monkeypatch.setattr(data, "MNIST_MIRRORS", (nowhere, wrong.as_uri() + "/"))
-    target = tmp_path / "mnist"
+    target = tmp_path / "typo" / "mnist"
     with pytest.raises(data.DataError, match="train-images-idx3-ubyte.gz") as info:
         data.load_mnist(target)
     message = str(info.value)
     assert "no mirror" in message and str(target) in message and "sha256" in message
-    assert os.listdir(target) == []  # nothing half-written left behind
+    assert not (tmp_path / "typo").exists()  # the folders it made for the download are removed
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    with pytest.raises(data.DataError, match="no mirror"):
+        data.load_mnist(existing)
+    assert os.listdir(existing) == []  # a user's folder stays, with nothing half-written in it
 
 
 @needs_mnist
