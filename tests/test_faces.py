@@ -146,11 +146,15 @@ def test_load_olivetti_all_mirrors_fail(tmp_path, monkeypatch):
     nowhere = (tmp_path / "nowhere").as_uri() + "/"
     monkeypatch.setattr(data, "OLIVETTI_MIRRORS", (nowhere, wrong.as_uri() + "/"))
     target = tmp_path / "olivetti"
+    target.mkdir()
     with pytest.raises(data.DataError, match="no mirror served it") as info:
         data.load_olivetti(target)
     message = str(info.value)
     assert str(target / data.OLIVETTI_FILE) in message and "pixel sha256" in message
     assert list(target.iterdir()) == []  # nothing half-written left behind
+    with pytest.raises(data.DataError, match="no mirror served it"):
+        data.load_olivetti(tmp_path / "typo")
+    assert not (tmp_path / "typo").exists()  # nor a folder made only for the download
 
 
 # ----------------------------------------------------------------------------------------------
