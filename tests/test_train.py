@@ -703,7 +703,7 @@ def test_two_processes_train_data_parallel_and_write_once(tmp_path):
 
 def test_tables_in_a_process_that_does_not_write(tmp_path, monkeypatch):
     """A later process of a multi-process launch (``report.writes_files()`` false) runs Table 2
-    to the same result as the writing process, writing (and reading) no file of its own."""
+    to the same result as the writing process, writing no file of its own."""
     import tables
 
     raw = {
@@ -753,24 +753,25 @@ def test_distributed_flag_initializes_and_implies_data_parallel(tmp_path, monkey
     assert len(calls) == 2
 
 
-def test_checkpoint_of_another_state_layout_is_a_config_error(tmp_path):
-    state = {"params": jnp.zeros(3), "step": jnp.zeros([], jnp.int32)}
-    checkpoints = train._Checkpoints(tmp_path)
-    checkpoints.save(7, state)
-    older = {"params": jnp.zeros(3), "step": jnp.zeros([2], jnp.int32)}  # e.g. a per-member step
-    with pytest.raises(settings.ConfigError, match="step 7 .* another version"):
-        checkpoints.restore(older)
-    checkpoints.close()
+_FIELDS = (jnp.zeros([], jnp.int32), {"w": jnp.zeros(3)}, (), jnp.zeros(2, jnp.uint32))
+_HPARAMS = {"learning_rate": jnp.zeros([])}
 
 
-def test_checkpoint_of_an_older_training_state_is_a_config_error(tmp_path):
-    """A state saved before ``plan_state`` joined ``TrainState`` (5 fields, not 6)."""
-    fields = (jnp.zeros([], jnp.int32), {"w": jnp.zeros(3)}, (), jnp.zeros(2, jnp.uint32))
-    older = (*fields, {"learning_rate": jnp.zeros([])})
+@pytest.mark.parametrize(
+    "saved, restored",
+    [
+        # A state saved before ``plan_state`` joined ``TrainState`` (5 fields, not 6).
+        ((*_FIELDS, _HPARAMS), train.TrainState(*_FIELDS, _HPARAMS, jnp.zeros(4, jnp.int32))),
+        # The same fields with another shape (e.g. a per-member step).
+        ({"w": jnp.zeros(3), "step": jnp.zeros([])}, {"w": jnp.zeros(3), "step": jnp.zeros(2)}),
+    ],
+    ids=["older-fields", "other-shape"],
+)
+def test_checkpoint_of_another_state_layout_is_a_config_error(tmp_path, saved, restored):
     checkpoints = train._Checkpoints(tmp_path)
-    checkpoints.save(5, older)
+    checkpoints.save(5, saved)
     checkpoints.close()
     checkpoints = train._Checkpoints(tmp_path)
     with pytest.raises(settings.ConfigError, match="step 5 .* another version: choose another"):
-        checkpoints.restore(train.TrainState(*older, jnp.zeros(4, jnp.int32)))
+        checkpoints.restore(restored)
     checkpoints.close()
